@@ -1,0 +1,380 @@
+"""The `newsletter` command: run the service and look after its subscribers.
+
+Every command acts on the instance named by --data-dir (or NEWSLETTER_DATA_DIR),
+or on a fleet's database when DATABASE_URL is set. Domain modules are imported
+inside the commands, after the options have been turned into settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="A self-hosted newsletter for health publishers.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+topics_app = typer.Typer(help="The topics subscribers choose from.", no_args_is_help=True)
+subscribers_app = typer.Typer(help="Add, list, import, export and erase.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(topics_app, name="topics")
+app.add_typer(subscribers_app, name="subscribers")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="NEWSLETTER_DATA_DIR",
+        help="Folder of the embedded instance (SQLite file, Redis socket, dev inbox).",
+        show_default=False,
+    ),
+]
+
+
+def _use_settings(**overrides: Any) -> Any:
+    """Export option values as NEWSLETTER_* variables and return fresh settings."""
+    from newsletter.config import get_settings
+
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"NEWSLETTER_{name.upper()}"] = str(value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@app.callback()
+def main(data_dir: DataDir = None) -> None:
+    """A self-hosted newsletter for health publishers."""
+    _use_settings(data_dir=data_dir)
+
+
+@contextmanager
+def _session() -> Iterator[Any]:
+    from newsletter.db import unit_of_work
+
+    with unit_of_work() as session:
+        yield session
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def upgrade_database() -> None:
+    """Bring the schema to the newest migration (seed topics come with it)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from newsletter.embedded import PROJECT_ROOT
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    upgrade_database()
+    typer.echo("Database is up to date.")
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address the web app listens on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
+    smtp_port: Annotated[int, typer.Option(help="Port of the dev inbox SMTP server.")] = 8025,
+    data_dir: DataDir = None,
+) -> None:
+    """Start everything: Redis, worker, beat, web app and dev inbox. Ctrl-C stops it all."""
+    from newsletter import embedded
+    from newsletter.delivery.dev_inbox import start_dev_inbox
+
+    settings = _use_settings(host=host, port=port, smtp_port=smtp_port, data_dir=data_dir)
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = embedded.Supervisor()
+    signal.signal(signal.SIGTERM, supervisor.request_stop)
+    signal.signal(signal.SIGINT, supervisor.request_stop)
+    inbox = None
+    try:
+        if settings.embedded:
+            supervisor.adopt("redis", embedded.start_embedded_redis(settings))
+        upgrade_database()
+        if settings.dev_inbox_enabled and settings.smtp_url is None:
+            inbox = start_dev_inbox(settings.inbox_dir, host="127.0.0.1", port=settings.smtp_port)
+        env = embedded.child_environment(settings)
+        for name, argv in embedded.child_commands(settings).items():
+            supervisor.start(name, argv, env)
+        base = settings.effective_base_url
+        typer.echo(
+            f"\nNewsletter is running (data in {settings.resolved_data_dir}).\n"
+            f"  Signup page:  {base}/subscribe\n"
+            f"  Dev inbox:    {base}/dev/inbox   (SMTP on 127.0.0.1:{settings.smtp_port})\n"
+            f"  API docs:     {base}/api/docs\n"
+            "Press Ctrl-C to stop.\n"
+        )
+        died = supervisor.wait()
+        if died is not None:
+            raise embedded.StartupError(f"the {died} process stopped unexpectedly")
+    except (embedded.StartupError, OSError) as e:
+        raise _fail(str(e)) from e
+    finally:
+        supervisor.stop_all()
+        if inbox is not None:
+            inbox.stop()
+    typer.echo("Stopped.")
+
+
+@app.command("dev-inbox")
+def dev_inbox(
+    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8025,
+) -> None:
+    """Run only the dev inbox SMTP server (beside a fleet on a laptop)."""
+    from newsletter.config import get_settings
+    from newsletter.delivery.dev_inbox import start_dev_inbox
+
+    folder = get_settings().inbox_dir
+    controller = start_dev_inbox(folder, host="127.0.0.1", port=port)
+    typer.echo(f"Dev inbox on 127.0.0.1:{port}, saving to {folder}. Ctrl-C stops.")
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        controller.stop()
+
+
+@topics_app.command("list")
+def topics_list() -> None:
+    """Show every topic with its slug."""
+    from newsletter.content.service import list_topics
+
+    with _session() as session:
+        for topic in list_topics(session):
+            typer.echo(f"{topic.slug:<22} {topic.name:<24} {topic.description}")
+
+
+def _consent(source: str) -> Any:
+    from newsletter.config import get_settings
+    from newsletter.subscribers.service import ConsentInfo
+
+    return ConsentInfo(source=source, text_version=get_settings().consent_text_version)
+
+
+def _add_one(
+    session: Any, row: dict[str, Any], *, preconfirmed: bool, source: str
+) -> tuple[str, str]:
+    """Validate and add one subscriber; returns (email, what happened)."""
+    from newsletter.config import get_settings
+    from newsletter.subscribers import service
+    from newsletter.subscribers.schemas import SubscriptionIn
+
+    settings = get_settings()
+    signup = SubscriptionIn(**row)
+    timezone = signup.timezone or settings.default_timezone
+    if preconfirmed:
+        _, created = service.add_confirmed_subscriber(
+            session,
+            email=signup.email,
+            name=signup.name,
+            topic_slugs=signup.topics,
+            timezone=timezone,
+            consent=_consent(source),
+        )
+        return signup.email, "added" if created else "skipped (already known or suppressed)"
+    result = service.signup(
+        session,
+        email=signup.email,
+        name=signup.name,
+        topic_slugs=signup.topics,
+        timezone=timezone,
+        consent=_consent(source),
+        resend_after_seconds=settings.resend_confirmation_after_seconds,
+    )
+    return signup.email, f"signup {result.outcome}"
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: str,
+    topic: Annotated[list[str], typer.Option("--topic", "-t", help="Topic slug; repeat.")],
+    name: Annotated[str, typer.Option(help="Name used in greetings.")] = "",
+    timezone: Annotated[str | None, typer.Option(help="IANA time zone.")] = None,
+    preconfirmed: Annotated[
+        bool,
+        typer.Option(help="Consent was collected elsewhere: add as active, send no confirmation."),
+    ] = False,
+) -> None:
+    """Add one subscriber; by default they get a confirmation email (double opt-in)."""
+    from pydantic import ValidationError
+
+    from newsletter.subscribers.schemas import first_error_messages
+    from newsletter.subscribers.service import SubscriberError
+
+    row = {"email": email, "name": name, "topics": topic, "timezone": timezone}
+    try:
+        with _session() as session:
+            address, outcome = _add_one(session, row, preconfirmed=preconfirmed, source="cli")
+    except ValidationError as e:
+        raise _fail("; ".join(first_error_messages(e))) from e
+    except SubscriberError as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"{address}: {outcome}")
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    status: Annotated[str | None, typer.Option(help="pending, active or unsubscribed.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only subscribers of this topic slug.")] = None,
+) -> None:
+    """List subscribers, oldest first."""
+    from newsletter.subscribers.models import SubscriberStatus
+    from newsletter.subscribers.service import list_subscribers
+
+    try:
+        wanted = SubscriberStatus(status) if status else None
+    except ValueError as e:
+        raise _fail(f"unknown status {status!r}") from e
+    after_id, shown = 0, 0
+    with _session() as session:
+        while page := list_subscribers(session, status=wanted, topic_slug=topic, after_id=after_id):
+            for subscriber in page:
+                topics = ",".join(subscriber.topic_slugs)
+                typer.echo(f"{subscriber.email:<40} {subscriber.status:<13} {topics}")
+            after_id, shown = page[-1].id, shown + len(page)
+    typer.echo(f"{shown} subscriber(s)", err=True)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file.")],
+    preconfirmed: Annotated[
+        bool, typer.Option(help="Consent was collected elsewhere: add as active.")
+    ] = False,
+) -> None:
+    """Import a CSV with columns email, name, topics (space-separated slugs), timezone.
+
+    Each row is its own transaction: a bad row is reported and skipped, never
+    half-written, and the rest go on.
+    """
+    from pydantic import ValidationError
+
+    from newsletter.subscribers.schemas import first_error_messages
+    from newsletter.subscribers.service import SubscriberError
+
+    with file.open(newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    counts: dict[str, int] = {}
+    problems: list[str] = []
+    with typer.progressbar(rows, label="Importing", file=sys.stderr) as progress:
+        for line, row in enumerate(progress, start=2):
+            values = {
+                "email": (row.get("email") or "").strip(),
+                "name": (row.get("name") or "").strip(),
+                "topics": (row.get("topics") or "").split(),
+                "timezone": (row.get("timezone") or "").strip() or None,
+            }
+            try:
+                with _session() as session:
+                    _, outcome = _add_one(
+                        session, values, preconfirmed=preconfirmed, source="import"
+                    )
+            except ValidationError as e:
+                problems.append(f"line {line}: " + "; ".join(first_error_messages(e)))
+                outcome = "rejected"
+            except SubscriberError as e:
+                problems.append(f"line {line}: {e}")
+                outcome = "rejected"
+            counts[outcome] = counts.get(outcome, 0) + 1
+    for problem in problems:
+        typer.echo(problem, err=True)
+    typer.echo(", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items())))
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    email: Annotated[
+        str | None, typer.Option(help="One subscriber's full record (a data-access request).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Export subscribers as JSON: everyone, or one address with its consent history."""
+    from newsletter.subscribers.service import (
+        SubscriberNotFoundError,
+        export_subscriber,
+        list_subscribers,
+    )
+
+    with _session() as session:
+        if email:
+            try:
+                data: Any = export_subscriber(session, email)
+            except SubscriberNotFoundError as e:
+                raise _fail(str(e)) from e
+        else:
+            data, after_id = [], 0
+            while page := list_subscribers(session, after_id=after_id):
+                data.extend(
+                    {
+                        "email": s.email,
+                        "name": s.name,
+                        "status": str(s.status),
+                        "topics": s.topic_slugs,
+                        "timezone": s.timezone,
+                        "created_at": s.created_at.isoformat(),
+                    }
+                    for s in page
+                )
+                after_id = page[-1].id
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if out:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"Wrote {out}", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+@subscribers_app.command("unsubscribe")
+def subscribers_unsubscribe(email: str) -> None:
+    """Unsubscribe an address (as if they had clicked the link)."""
+    from newsletter.subscribers import service
+
+    with _session() as session:
+        subscriber = service.get_subscriber_by_email(session, email)
+        if subscriber is None:
+            raise _fail(f"no subscriber with address {email}")
+        outcome = service.unsubscribe(session, subscriber.id)
+    typer.echo(f"{email}: {outcome}")
+
+
+@subscribers_app.command("erase")
+def subscribers_erase(
+    email: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete an address's personal data; a hash stays so it is never mailed again."""
+    from newsletter.subscribers.service import SubscriberNotFoundError, erase_subscriber
+
+    if not yes:
+        typer.confirm(f"Erase every record of {email}?", abort=True)
+    with _session() as session:
+        try:
+            erase_subscriber(session, email)
+        except SubscriberNotFoundError as e:
+            raise _fail(str(e)) from e
+    typer.echo(f"{email}: erased")
+
+
+if __name__ == "__main__":
+    app()

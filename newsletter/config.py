@@ -1,0 +1,119 @@
+"""Every knob of the service, read from the environment or a .env file.
+
+The defaults describe the embedded mode: everything lives in one data folder
+(SQLite file, the embedded Redis socket, the dev inbox), so `newsletter up`
+works on a machine with nothing installed. A fleet overrides DATABASE_URL,
+REDIS_URL and SMTP_URL and runs each process on its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration; environment variables are NEWSLETTER_<FIELD> unless noted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(default=Path("data"))
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "NEWSLETTER_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "NEWSLETTER_REDIS_URL")
+    )
+    smtp_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("SMTP_URL", "NEWSLETTER_SMTP_URL")
+    )
+    base_url: str | None = None
+    secret_key: str | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    smtp_port: int = 8025
+    dev_inbox: bool | None = None
+
+    celery_queue: str = "newsletter"
+    worker_concurrency: int = 2
+
+    publisher_name: str = "Spine & Pain Health Letter"
+    publisher_address: str = "100 Example Avenue, Suite 200, Tampa, FL 33602, USA"
+    from_name: str = "Spine & Pain Health Letter"
+    from_address: str = "newsletter@example.org"
+    default_timezone: str = "America/New_York"
+
+    consent_text_version: str = "2026-11-01"
+    confirm_token_max_age_seconds: int = 7 * 24 * 3600
+    resend_confirmation_after_seconds: int = 120
+    max_request_bytes: int = 64 * 1024
+
+    @property
+    def embedded(self) -> bool:
+        """True when no external Redis is configured: `newsletter up` runs one itself."""
+        return self.redis_url is None
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.resolved_data_dir / "inbox"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.resolved_data_dir / "redis.sock"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'newsletter.db'}"
+
+    @property
+    def effective_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"redis+socket://{self.redis_socket}"
+
+    @property
+    def effective_smtp_url(self) -> str:
+        return self.smtp_url or f"smtp://127.0.0.1:{self.smtp_port}"
+
+    @property
+    def effective_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def dev_inbox_enabled(self) -> bool:
+        return self.embedded if self.dev_inbox is None else self.dev_inbox
+
+    @property
+    def effective_secret_key(self) -> str:
+        """The signing key; the embedded mode keeps a generated one in its data folder."""
+        if self.secret_key:
+            return self.secret_key
+        key_file = self.resolved_data_dir / "secret_key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(32))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip()
+
+    @property
+    def sending_domain(self) -> str:
+        return self.from_address.rpartition("@")[2]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Articles, topics, and their ingestion from feeds, Markdown and the staff API."""

@@ -1,0 +1,1 @@
+"""Getting messages out: MIME building, SMTP transport, and the dev inbox."""

@@ -1,0 +1,134 @@
+"""The `Sender` protocol and its SMTP implementation.
+
+The campaign engine and the transactional tasks see only `Sender`; which
+transport is behind it (a relay, the dev inbox, a test sink) is configuration.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from newsletter.delivery.mime import OutgoingMessage
+
+
+class DeliveryError(Exception):
+    """A message could not be handed over."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later: a 4xx answer, a dropped or refused connection."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying will not help: a 5xx answer for this recipient."""
+
+
+class Sender(Protocol):
+    def send(self, message: OutgoingMessage) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    implicit_tls: bool = False
+    starttls: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str) -> SMTPConfig:
+        """Parse `smtp://user:pass@host:port?starttls=true` or `smtps://...`."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+            raise ValueError(f"SMTP_URL must look like smtp://host:port, not {url!r}")
+        query = parse_qs(parts.query)
+        implicit_tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            implicit_tls=implicit_tls,
+            starttls=query.get("starttls", ["false"])[0].lower() in {"1", "true", "yes"},
+        )
+
+
+class SMTPSender:
+    """Sends over one SMTP connection, opened on first use and reused until close()."""
+
+    def __init__(self, config: SMTPConfig) -> None:
+        self._config = config
+        self._client: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        config = self._config
+        try:
+            client: smtplib.SMTP
+            if config.implicit_tls:
+                client = smtplib.SMTP_SSL(
+                    config.host,
+                    config.port,
+                    timeout=config.timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+                if config.starttls:
+                    client.starttls(context=ssl.create_default_context())
+            if config.username:
+                client.login(config.username, config.password or "")
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransientDeliveryError(f"cannot connect to {config.host}:{config.port}") from e
+        return client
+
+    def send(self, message: OutgoingMessage) -> None:
+        if self._client is None:
+            self._client = self._connect()
+        try:
+            self._client.sendmail(message.mail_from, [message.rcpt_to], message.data)
+        except smtplib.SMTPRecipientsRefused as e:
+            code, reply = e.recipients[message.rcpt_to]
+            self._raise_for(code, reply)
+        except smtplib.SMTPResponseException as e:
+            self._raise_for(e.smtp_code, e.smtp_error)
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as e:
+            self._client = None
+            raise TransientDeliveryError("connection lost while sending") from e
+
+    @staticmethod
+    def _raise_for(code: int, reply: bytes) -> None:
+        text = f"{code} {reply.decode('utf-8', 'replace')}"
+        if 500 <= code < 600:
+            raise PermanentDeliveryError(text)
+        raise TransientDeliveryError(text)
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except (smtplib.SMTPException, OSError):
+                self._client.close()
+            self._client = None
+
+
+def send_all(sender: Sender, messages: Iterable[OutgoingMessage]) -> None:
+    """Send every message over one connection, closing it whatever happens."""
+    try:
+        for message in messages:
+            sender.send(message)
+    finally:
+        sender.close()
+
+
+def make_sender(smtp_url: str) -> Sender:
+    """The transport for `smtp_url` (a relay, or the dev inbox in the embedded mode)."""
+    return SMTPSender(SMTPConfig.from_url(smtp_url))

@@ -1,0 +1,1 @@
+"""Email rendering: Jinja2 templates, CSS inlining with premailer, the text part."""

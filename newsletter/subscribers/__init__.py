@@ -1,0 +1,1 @@
+"""Signup, double opt-in, preferences, unsubscribe, suppression and consent."""

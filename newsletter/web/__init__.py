@@ -1,0 +1,1 @@
+"""The HTTP app: public pages, the JSON API, and the dev inbox."""
