@@ -31,7 +31,10 @@ class Base(DeclarativeBase):
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the web process read while a worker writes; the busy timeout makes
-    # concurrent writers wait for the lock instead of failing at once.
+    # concurrent writers wait for the lock instead of failing at once. The driver's
+    # own transaction handling is switched off so that SAVEPOINT works (SQLAlchemy's
+    # pysqlite notes) and every transaction begins in _begin_sqlite below.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -40,11 +43,19 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_sqlite(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front: a deferred transaction that read
+    # first and writes later fails at once (SQLITE_BUSY_SNAPSHOT) when another
+    # process committed in between, where this one waits its turn instead.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`, with SQLite tuned for several processes sharing one file."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 15})
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_sqlite)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

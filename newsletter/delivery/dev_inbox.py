@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -49,15 +49,17 @@ class InboxHandler:
             self._arrived.notify_all()
         return "250 Message accepted for delivery"
 
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[InboxMessage]:
-        """Block until the folder holds at least `count` messages, then return them."""
+    def wait_until(
+        self, predicate: Callable[[list[InboxMessage]], bool], timeout: float = 30.0
+    ) -> list[InboxMessage]:
+        """Block until `predicate(messages)` holds or `timeout` passes; return the messages."""
         with self._arrived:
-            self._arrived.wait_for(lambda: _count(self.folder) >= count, timeout=timeout)
+            self._arrived.wait_for(lambda: predicate(list_messages(self.folder)), timeout=timeout)
         return list_messages(self.folder)
 
-
-def _count(folder: Path) -> int:
-    return sum(1 for _ in folder.glob("*.eml"))
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[InboxMessage]:
+        """Block until the folder holds at least `count` messages, then return them."""
+        return self.wait_until(lambda messages: len(messages) >= count, timeout)
 
 
 @dataclass(frozen=True)

@@ -105,8 +105,10 @@ class SMTPSender:
             raise TransientDeliveryError("connection lost while sending") from e
 
     @staticmethod
-    def _raise_for(code: int, reply: bytes) -> None:
-        text = f"{code} {reply.decode('utf-8', 'replace')}"
+    def _raise_for(code: int, reply: bytes | str) -> None:
+        if isinstance(reply, bytes):
+            reply = reply.decode("utf-8", "replace")
+        text = f"{code} {reply}"
         if 500 <= code < 600:
             raise PermanentDeliveryError(text)
         raise TransientDeliveryError(text)

@@ -54,7 +54,7 @@ TopicSlug = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class SubscriptionIn(BaseModel):
     """A signup request: `POST /api/v1/subscriptions`, the signup form, and the CLI."""
 
-    model_config = ConfigDict(extra="forbid", str_strict=True)
+    model_config = ConfigDict(extra="forbid")
 
     email: Email
     name: Name = ""
@@ -65,7 +65,7 @@ class SubscriptionIn(BaseModel):
 class PreferencesIn(BaseModel):
     """What a subscriber may change from the preferences page."""
 
-    model_config = ConfigDict(extra="forbid", str_strict=True)
+    model_config = ConfigDict(extra="forbid")
 
     name: Name = ""
     topics: list[TopicSlug] = Field(min_length=1, max_length=MAX_TOPICS)

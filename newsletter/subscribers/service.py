@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, Executable, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -233,16 +233,16 @@ def confirm(
     """
     now = now or utcnow()
     claim = signer.read_confirm_token(token)
-    activated = session.execute(
+    activated = _rowcount(
+        session,
         update(Subscriber)
         .where(
             Subscriber.id == claim.subscriber_id,
             Subscriber.status == SubscriberStatus.PENDING,
             Subscriber.confirmation_nonce == claim.nonce,
         )
-        .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, unsubscribed_at=None),
+    )
     subscriber = session.get(Subscriber, claim.subscriber_id, populate_existing=True)
     if subscriber is None or subscriber.confirmation_nonce != claim.nonce:
         raise InvalidTokenError("this confirmation link is from an earlier signup")
@@ -268,15 +268,15 @@ def unsubscribe(
 ) -> UnsubscribeOutcome:
     """Stop all newsletter mail to a subscriber and suppress the address. Idempotent."""
     now = now or utcnow()
-    changed = session.execute(
+    changed = _rowcount(
+        session,
         update(Subscriber)
         .where(
             Subscriber.id == subscriber_id,
             Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]),
         )
-        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=now),
+    )
     hashed = session.scalar(select(Subscriber.email_hash).where(Subscriber.id == subscriber_id))
     if hashed is not None:
         suppress(session, hashed, SuppressionReason.UNSUBSCRIBED)
@@ -411,13 +411,20 @@ def erase_subscriber(session: Session, email: str) -> None:
 def expire_pending_signups(session: Session, *, older_than: timedelta) -> int:
     """Delete signups never confirmed within `older_than`; returns how many went."""
     cutoff = utcnow() - older_than
-    result = session.execute(
+    return _rowcount(
+        session,
         delete(Subscriber).where(
             Subscriber.status == SubscriberStatus.PENDING,
             Subscriber.confirmed_at.is_(None),
             Subscriber.created_at < cutoff,
-        )
+        ),
     )
+
+
+def _rowcount(session: Session, statement: Executable) -> int:
+    """Run a guarded UPDATE or DELETE; how many rows it changed (0: someone else won)."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
     return result.rowcount or 0
 
 

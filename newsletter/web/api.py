@@ -33,7 +33,7 @@ def get_topics(session: SessionDep) -> list[TopicOut]:
     "/subscriptions",
     status_code=202,
     response_model=SubscriptionOut,
-    responses=ERROR_RESPONSES,  # type: ignore[arg-type]
+    responses=ERROR_RESPONSES,
 )
 def create_subscription(
     payload: SubscriptionIn, request: Request, session: SessionDep, settings: SettingsDep

@@ -45,19 +45,29 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SignerDep = Annotated[TokenSigner, Depends(get_signer)]
 
 
-def render_page(
-    request: Request, template: str, context: dict[str, Any], *, status_code: int = 200
-) -> HTMLResponse:
-    """A server-rendered page with the publisher's details filled in."""
+def _page_context(request: Request, context: dict[str, Any]) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
-    full_context = {
+    return {
         "publisher_name": settings.publisher_name,
         "publisher_address": settings.publisher_address,
         "base_url": settings.effective_base_url,
         "consent_text": CONSENT_TEXT,
         **context,
     }
-    return pages.TemplateResponse(request, template, full_context, status_code=status_code)
+
+
+def render_page(
+    request: Request, template: str, context: dict[str, Any], *, status_code: int = 200
+) -> HTMLResponse:
+    """A server-rendered page with the publisher's details filled in."""
+    return pages.TemplateResponse(
+        request, template, _page_context(request, context), status_code=status_code
+    )
+
+
+def render_fragment(request: Request, template: str, context: dict[str, Any]) -> str:
+    """A template rendered to a string, e.g. markup for the publisher to copy."""
+    return pages.get_template(template).render(_page_context(request, context))
 
 
 def message_page(

@@ -15,6 +15,7 @@ from starlette.datastructures import FormData
 from newsletter.config import Settings
 from newsletter.content.service import list_topics
 from newsletter.subscribers import service
+from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.schemas import (
     PreferencesIn,
     SubscriptionIn,
@@ -29,6 +30,7 @@ from newsletter.web.deps import (
     SettingsDep,
     SignerDep,
     message_page,
+    render_fragment,
     render_page,
 )
 from newsletter.web.forms import FormError, field, field_list, read_form
@@ -36,6 +38,7 @@ from newsletter.web.forms import FormError, field, field_list, read_form
 router = APIRouter(include_in_schema=False)
 
 _TIMEZONES = sorted(available_timezones())
+_EMPTY_SIGNUP: dict[str, Any] = {"email": "", "name": "", "topics": [], "timezone": ""}
 _CHECK_INBOX = (
     "We sent an email to the address you gave. Open the link in it to confirm your "
     "subscription; until then you will not receive the newsletter."
@@ -84,8 +87,7 @@ def healthz() -> PlainTextResponse:
 
 @router.get("/subscribe")
 def show_signup(request: Request, session: SessionDep) -> HTMLResponse:
-    empty = {"email": "", "name": "", "topics": [], "timezone": ""}
-    return _signup_page(request, session, form=empty, errors=[], status=200)
+    return _signup_page(request, session, form=_EMPTY_SIGNUP, errors=[], status=200)
 
 
 @router.post("/subscribe")
@@ -124,9 +126,8 @@ async def submit_signup(request: Request, session: SessionDep, settings: Setting
 @router.get("/embed")
 def embedded_signup(request: Request, session: SessionDep) -> HTMLResponse:
     """A compact signup form for an iframe on the publisher's site."""
-    empty = {"email": "", "name": "", "topics": [], "timezone": ""}
     return render_page(
-        request, "embed.html", {"topics": list_topics(session), "form": empty, "errors": []}
+        request, "embed.html", {"topics": list_topics(session), "form": _EMPTY_SIGNUP, "errors": []}
     )
 
 
@@ -134,19 +135,11 @@ def embedded_signup(request: Request, session: SessionDep) -> HTMLResponse:
 def embed_snippet(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
     """Copy-and-paste code for the publisher's site."""
     base = settings.effective_base_url
-    form_html = (
-        render_page(
-            request,
-            "_signup_form.html",
-            {
-                "topics": list_topics(session),
-                "form": {"email": "", "name": "", "topics": [], "timezone": ""},
-                "errors": [],
-            },
-        )
-        .body.decode()
-        .strip()
-    )
+    form_html = render_fragment(
+        request,
+        "_signup_form.html",
+        {"topics": list_topics(session), "form": _EMPTY_SIGNUP, "errors": []},
+    ).strip()
     iframe = (
         f'<iframe src="{html.escape(base)}/embed" title="Newsletter signup" '
         'width="100%" height="620" style="border:0"></iframe>'
@@ -211,7 +204,7 @@ def _bad_confirm_link(
     )
 
 
-@router.post("/confirm/resend")
+@router.post("/resend-confirmation")
 async def resend_confirmation(
     request: Request, session: SessionDep, settings: SettingsDep, signer: SignerDep
 ) -> HTMLResponse:
@@ -247,7 +240,7 @@ async def resend_confirmation(
 
 def _manage_subscriber(
     request: Request, token: str, session: Session, signer: TokenSigner
-) -> service.Subscriber:
+) -> Subscriber:
     """The subscriber a manage link names; a PageError when it is bad or they left."""
     try:
         subscriber_id = signer.read_manage_token(token)
@@ -261,7 +254,7 @@ def _manage_subscriber(
             )
         ) from e
     subscriber = service.get_subscriber(session, subscriber_id)
-    if subscriber is None or subscriber.status == service.SubscriberStatus.UNSUBSCRIBED:
+    if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         raise PageError(
             message_page(
                 request,
@@ -282,7 +275,7 @@ def _preferences_page(
     request: Request,
     session: Session,
     token: str,
-    subscriber: service.Subscriber,
+    subscriber: Subscriber,
     *,
     form: dict[str, Any],
     errors: list[str],

@@ -1,0 +1,58 @@
+"""Factories for rows the tests need, with sensible defaults."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from newsletter.content.service import topics_by_slugs
+from newsletter.db import utcnow
+from newsletter.subscribers.models import Consent, Subscriber, SubscriberStatus
+from newsletter.subscribers.service import ConsentInfo, email_hash
+
+_counter = itertools.count(1)
+
+
+def unique_email(prefix: str = "reader") -> str:
+    return f"{prefix}{next(_counter)}-{secrets.token_hex(3)}@example.org"
+
+
+def consent_info(source: str = "api") -> ConsentInfo:
+    return ConsentInfo(
+        source=source, text_version="test-1", ip_address="192.0.2.10", user_agent="pytest"
+    )
+
+
+def make_subscriber(
+    session: Session,
+    *,
+    email: str | None = None,
+    name: str = "Ada",
+    status: SubscriberStatus = SubscriberStatus.ACTIVE,
+    topics: Sequence[str] = ("spine-mri",),
+    timezone: str = "Europe/Paris",
+) -> Subscriber:
+    """A subscriber with a consent record, flushed so it has an id."""
+    email = email or unique_email()
+    now = utcnow()
+    found = topics_by_slugs(session, topics)
+    subscriber = Subscriber(
+        email=email,
+        email_hash=email_hash(email),
+        name=name,
+        timezone=timezone,
+        status=status,
+        confirmation_nonce=secrets.token_hex(8),
+        created_at=now,
+        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
+        topics=[found[slug] for slug in topics],
+    )
+    session.add(subscriber)
+    session.add(
+        Consent(subscriber=subscriber, source="test", text_version="test-1", accepted_at=now)
+    )
+    session.flush()
+    return subscriber
