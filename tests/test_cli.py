@@ -1,0 +1,102 @@
+"""The `newsletter` command, run as a real process against each backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from newsletter.embedded import PROJECT_ROOT
+from tests.conftest import create_database, drop_database
+
+
+class Cli:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter.cli", *args],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if ok:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+
+@pytest.fixture
+def cli(backend: str, tmp_path: Path) -> Iterator[Cli]:
+    name = f"newsletter_cli_{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, NEWSLETTER_DATA_DIR=str(tmp_path / "data"))
+    if backend == "postgresql":
+        env["DATABASE_URL"] = create_database(backend, name)
+    run = Cli(env)
+    run("db", "upgrade")
+    yield run
+    drop_database(backend, name)
+
+
+def test_help_reads_well() -> None:
+    result = Cli(dict(os.environ))("--help")
+    for command in ("up", "db", "topics", "subscribers"):
+        assert command in result.stdout
+
+
+def test_topics_list(cli: Cli) -> None:
+    output = cli("topics", "list").stdout
+    assert "spine-mri" in output and "Sciatica & back pain" in output
+
+
+def test_add_list_export_unsubscribe_and_erase(cli: Cli) -> None:
+    added = cli("subscribers", "add", "Ivy@Example.org", "-t", "headaches", "-t", "spine-mri",
+                "--name", "Ivy", "--timezone", "Asia/Tokyo", "--preconfirmed")  # fmt: skip
+    assert "Ivy@example.org: added" in added.stdout
+    assert "Ivy@example.org" in cli("subscribers", "list", "--status", "active").stdout
+
+    record = json.loads(cli("subscribers", "export", "--email", "ivy@example.org").stdout)
+    assert record["topics"] == ["spine-mri", "headaches"]
+    assert record["consents"][0]["source"] == "cli"
+
+    assert "unsubscribed" in cli("subscribers", "unsubscribe", "ivy@example.org").stdout
+    assert "erased" in cli("subscribers", "erase", "ivy@example.org", "--yes").stdout
+    gone = cli("subscribers", "export", "--email", "ivy@example.org", ok=False)
+    assert gone.returncode == 1 and "no subscriber" in gone.stderr
+    again = cli("subscribers", "add", "ivy@example.org", "-t", "headaches", "--preconfirmed")
+    assert "skipped" in again.stdout
+
+
+def test_add_refuses_bad_input_with_a_message(cli: Cli) -> None:
+    bad_topic = cli("subscribers", "add", "a@example.org", "-t", "astrology", ok=False)
+    assert bad_topic.returncode == 1 and "unknown topic(s): astrology" in bad_topic.stderr
+    bad_address = cli("subscribers", "add", "nope", "-t", "headaches", ok=False)
+    assert bad_address.returncode == 1 and "email" in bad_address.stderr
+    assert "0 subscriber(s)" in cli("subscribers", "list").stderr
+
+
+def test_import_reports_bad_rows_and_keeps_the_good_ones(cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "list.csv"
+    source.write_text(
+        "email,name,topics,timezone\n"
+        "one@example.org,One,spine-mri headaches,Europe/Paris\n"
+        "not-an-address,Two,headaches,\n"
+        "three@example.org,Three,astrology,\n"
+        "four@example.org,,neck-pain,\n",
+        encoding="utf-8",
+    )
+    result = cli("subscribers", "import", str(source), "--preconfirmed")
+    assert "2 added" in result.stdout and "2 rejected" in result.stdout
+    assert "line 3: email" in result.stderr
+    assert "line 4: unknown topic(s): astrology" in result.stderr
+    exported = json.loads(cli("subscribers", "export").stdout)
+    assert sorted(row["email"] for row in exported) == ["four@example.org", "one@example.org"]
