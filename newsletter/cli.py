@@ -55,7 +55,7 @@ def _use_settings(**overrides: Any) -> Any:
 
 
 @app.callback()
-def main(data_dir: DataDir = None) -> None:
+def select_instance(data_dir: DataDir = None) -> None:
     """A self-hosted newsletter for health publishers."""
     _use_settings(data_dir=data_dir)
 
@@ -376,5 +376,24 @@ def subscribers_erase(
     typer.echo(f"{email}: erased")
 
 
+def _hoist_data_dir(argv: list[str]) -> list[str]:
+    """Move `--data-dir X` to the front, so it works after any subcommand too."""
+    rest, hoisted = [], []
+    items = iter(argv)
+    for item in items:
+        if item == "--data-dir":
+            hoisted += [item, next(items, "")]
+        elif item.startswith("--data-dir="):
+            hoisted.append(item)
+        else:
+            rest.append(item)
+    return hoisted + rest
+
+
+def main() -> None:
+    """The console script: `newsletter ...`."""
+    app(args=_hoist_data_dir(sys.argv[1:]), prog_name="newsletter")
+
+
 if __name__ == "__main__":
-    app()
+    main()

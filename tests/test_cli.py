@@ -100,3 +100,14 @@ def test_import_reports_bad_rows_and_keeps_the_good_ones(cli: Cli, tmp_path: Pat
     assert "line 4: unknown topic(s): astrology" in result.stderr
     exported = json.loads(cli("subscribers", "export").stdout)
     assert sorted(row["email"] for row in exported) == ["four@example.org", "one@example.org"]
+
+
+def test_data_dir_works_before_or_after_the_subcommand(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"NEWSLETTER_DATA_DIR", "DATABASE_URL"}}
+    run = Cli(env)
+    data = str(tmp_path / "elsewhere")
+    run("db", "upgrade", "--data-dir", data)
+    run("--data-dir", data, "subscribers", "add", "kai@example.org", "-t", "headaches",
+        "--preconfirmed")  # fmt: skip
+    assert "kai@example.org" in run("subscribers", "list", "--data-dir", data).stdout
+    assert (tmp_path / "elsewhere" / "newsletter.db").exists()

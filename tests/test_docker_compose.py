@@ -263,7 +263,9 @@ def test_compose_commands_match_the_entry_points(
 
     assert commands["migrate"] == ["newsletter", "db", "upgrade"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    cli = typer.main.get_command(_import_target(scripts["newsletter"]))
+    assert callable(_import_target(scripts["newsletter"]))
+    cli_module = importlib.import_module(scripts["newsletter"].partition(":")[0])
+    cli = typer.main.get_command(cli_module.app)
     db_group = cli.commands["db"]
     assert "upgrade" in db_group.commands
 
