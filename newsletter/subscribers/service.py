@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Executable, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.content.models import Topic
@@ -133,6 +134,36 @@ def _may_send_signup_email(subscriber: Subscriber, now: datetime, min_interval: 
     return last is None or now - last >= timedelta(seconds=min_interval)
 
 
+def _get_or_create_subscriber(
+    session: Session, *, email: str, hashed: str, now: datetime
+) -> tuple[Subscriber, bool]:
+    """The locked row for an address, or a new pending one; (subscriber, created)."""
+    query = select(Subscriber).where(Subscriber.email_hash == hashed).with_for_update()
+    existing = session.scalar(query)
+    if existing is not None:
+        return existing, False
+    subscriber = Subscriber(
+        email=email,
+        email_hash=hashed,
+        name="",
+        timezone="UTC",
+        status=SubscriberStatus.PENDING,
+        confirmation_nonce=secrets.token_hex(8),
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(subscriber)
+    except IntegrityError:
+        # Two signups of one new address at once (a double-clicked button): the
+        # other transaction inserted first, so carry on with its row.
+        existing = session.scalar(query)
+        if existing is None:
+            raise
+        return existing, False
+    return subscriber, True
+
+
 def signup(
     session: Session,
     *,
@@ -154,29 +185,18 @@ def signup(
     now = now or utcnow()
     topics = _resolve_topics(session, topic_slugs)
     hashed = email_hash(email)
-    subscriber = session.scalar(
-        select(Subscriber).where(Subscriber.email_hash == hashed).with_for_update()
-    )
     suppressed = session.scalar(select(Suppression.reason).where(Suppression.email_hash == hashed))
     if suppressed is not None and suppressed not in _LIFTED_BY_RECONFIRMING:
-        return SignupResult(SignupOutcome.SUPPRESSED, subscriber or Subscriber(email=email))
+        return SignupResult(SignupOutcome.SUPPRESSED, Subscriber(email=email))
 
-    if subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE:
+    subscriber, created = _get_or_create_subscriber(session, email=email, hashed=hashed, now=now)
+    if created:
+        outcome = SignupOutcome.CREATED
+    elif subscriber.status == SubscriberStatus.ACTIVE:
         if _may_send_signup_email(subscriber, now, resend_after_seconds):
             subscriber.signup_email_sent_at = now
             enqueue(session, SEND_ALREADY_SUBSCRIBED, subscriber.id)
         return SignupResult(SignupOutcome.ALREADY_ACTIVE, subscriber)
-
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=email,
-            email_hash=hashed,
-            status=SubscriberStatus.PENDING,
-            confirmation_nonce=secrets.token_hex(8),
-            created_at=now,
-        )
-        session.add(subscriber)
-        outcome = SignupOutcome.CREATED
     elif subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         subscriber.status = SubscriberStatus.PENDING
         subscriber.confirmation_nonce = secrets.token_hex(8)
