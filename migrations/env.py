@@ -41,6 +41,9 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The project's own column types render as UTCDateTime(), which the
+        # revision template imports.
+        user_module_prefix="",
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from newsletter.db import UTCDateTime  # noqa: F401  (models use it)
+from newsletter.db import UTCDateTime  # noqa: F401  (autogenerate may use it)
 ${imports if imports else ""}
 
 revision: str = ${repr(up_revision)}

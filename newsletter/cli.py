@@ -28,7 +28,13 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 topics_app = typer.Typer(help="The topics subscribers choose from.", no_args_is_help=True)
 subscribers_app = typer.Typer(help="Add, list, import, export and erase.", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff access to the staff API.", no_args_is_help=True)
+staff_token_app = typer.Typer(help="Bearer tokens for the staff API.", no_args_is_help=True)
+content_app = typer.Typer(help="Articles: import, ingest and list.", no_args_is_help=True)
+staff_app.add_typer(staff_token_app, name="token")
 app.add_typer(db_app, name="db")
+app.add_typer(staff_app, name="staff")
+app.add_typer(content_app, name="content")
 app.add_typer(topics_app, name="topics")
 app.add_typer(subscribers_app, name="subscribers")
 
@@ -219,8 +225,8 @@ def subscribers_add(
     """Add one subscriber; by default they get a confirmation email (double opt-in)."""
     from pydantic import ValidationError
 
+    from newsletter.errors import DomainError
     from newsletter.subscribers.schemas import first_error_messages
-    from newsletter.subscribers.service import SubscriberError
 
     row = {"email": email, "name": name, "topics": topic, "timezone": timezone}
     try:
@@ -228,7 +234,7 @@ def subscribers_add(
             address, outcome = _add_one(session, row, preconfirmed=preconfirmed, source="cli")
     except ValidationError as e:
         raise _fail("; ".join(first_error_messages(e))) from e
-    except SubscriberError as e:
+    except DomainError as e:
         raise _fail(str(e)) from e
     typer.echo(f"{address}: {outcome}")
 
@@ -270,8 +276,8 @@ def subscribers_import(
     """
     from pydantic import ValidationError
 
+    from newsletter.errors import DomainError
     from newsletter.subscribers.schemas import first_error_messages
-    from newsletter.subscribers.service import SubscriberError
 
     with file.open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
@@ -293,7 +299,7 @@ def subscribers_import(
             except ValidationError as e:
                 problems.append(f"line {line}: " + "; ".join(first_error_messages(e)))
                 outcome = "rejected"
-            except SubscriberError as e:
+            except DomainError as e:
                 problems.append(f"line {line}: {e}")
                 outcome = "rejected"
             counts[outcome] = counts.get(outcome, 0) + 1
@@ -374,6 +380,60 @@ def subscribers_erase(
         except SubscriberNotFoundError as e:
             raise _fail(str(e)) from e
     typer.echo(f"{email}: erased")
+
+
+@staff_token_app.command("create")
+def staff_token_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the token, e.g. 'cms-sync'.")],
+) -> None:
+    """Create a staff API token; it is shown once and stored only as a hash."""
+    from newsletter.staff.service import create_staff_token
+
+    with _session() as session:
+        token, plain = create_staff_token(session, name=name)
+    typer.echo(f"Token {token.id} ({name}) created. Store it now; it will not be shown again:")
+    typer.echo(plain)
+
+
+@staff_token_app.command("list")
+def staff_token_list() -> None:
+    """List staff tokens (never their values)."""
+    from newsletter.staff.service import list_staff_tokens
+
+    with _session() as session:
+        for token in list_staff_tokens(session):
+            state = "revoked" if token.revoked_at else "active"
+            used = (
+                token.last_used_at.isoformat(timespec="seconds") if token.last_used_at else "never"
+            )
+            typer.echo(f"{token.id:>4}  {token.name:<30} {state:<8} last used {used}")
+
+
+@staff_token_app.command("revoke")
+def staff_token_revoke(token_id: int) -> None:
+    """Revoke a token by id; requests with it get 401 from then on."""
+    from newsletter.staff.service import revoke_staff_token
+
+    with _session() as session:
+        if not revoke_staff_token(session, token_id):
+            raise _fail(f"no active token with id {token_id}")
+    typer.echo(f"Token {token_id} revoked.")
+
+
+@content_app.command("list")
+def content_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+) -> None:
+    """The newest articles with their topics."""
+    from sqlalchemy import select
+
+    from newsletter.content.models import Article
+
+    with _session() as session:
+        query = select(Article).order_by(Article.published_at.desc()).limit(limit)
+        for article in session.scalars(query):
+            topics = ",".join(topic.slug for topic in article.topics)
+            typer.echo(f"{article.published_at:%Y-%m-%d}  {article.title[:60]:<60}  {topics}")
 
 
 def _hoist_data_dir(argv: list[str]) -> list[str]:

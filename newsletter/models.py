@@ -1,7 +1,20 @@
 """Imports every domain's models so `Base.metadata` knows the whole schema."""
 
-from newsletter.content.models import Topic
+from newsletter.content.models import Article, Feed, Topic, article_topics, feed_topics
 from newsletter.db import Base
+from newsletter.staff.models import StaffToken
 from newsletter.subscribers.models import Consent, Subscriber, Suppression, subscriber_topics
 
-__all__ = ["Base", "Consent", "Subscriber", "Suppression", "Topic", "subscriber_topics"]
+__all__ = [
+    "Article",
+    "Base",
+    "Consent",
+    "Feed",
+    "StaffToken",
+    "Subscriber",
+    "Suppression",
+    "Topic",
+    "article_topics",
+    "feed_topics",
+    "subscriber_topics",
+]

@@ -56,3 +56,29 @@ def make_subscriber(
     )
     session.flush()
     return subscriber
+
+
+def make_staff_token(session: Session, name: str = "editor") -> str:
+    """A live staff token's plain value."""
+    from newsletter.staff.service import create_staff_token
+
+    _, plain = create_staff_token(session, name=name)
+    session.flush()
+    return plain
+
+
+def article_payload(**overrides: object) -> dict[str, object]:
+    """A valid `POST /api/v1/articles` body."""
+    payload: dict[str, object] = {
+        "title": "What a lumbar MRI can show",
+        "canonical_url": f"https://health.example.org/articles/{secrets.token_hex(4)}",
+        "summary": "The lower spine has five vertebrae; an MRI shows their discs and nerves.",
+        "body_markdown": "An MRI of the **lumbar spine** looks at the lowest five vertebrae.",
+        "image_url": "https://health.example.org/img/lumbar.jpg",
+        "image_alt": "Sagittal MRI slice of a lumbar spine",
+        "author": "Dr. Lena Ortiz",
+        "published_at": "2026-11-20T09:00:00Z",
+        "topics": ["spine-mri", "sciatica-back-pain"],
+    }
+    payload.update(overrides)
+    return payload

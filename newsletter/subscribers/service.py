@@ -22,8 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.content.models import Topic
-from newsletter.content.service import topics_by_slugs
+from newsletter.content.service import resolve_topics
 from newsletter.db import utcnow
+from newsletter.errors import DomainError
 from newsletter.queue import enqueue
 from newsletter.subscribers.models import (
     Consent,
@@ -43,14 +44,8 @@ SEND_ALREADY_SUBSCRIBED = "newsletter.send_already_subscribed_email"
 _LIFTED_BY_RECONFIRMING = (SuppressionReason.UNSUBSCRIBED, SuppressionReason.ERASED)
 
 
-class SubscriberError(Exception):
-    """A request the subscriber domain refuses; the message is safe to show."""
-
-
-class UnknownTopicsError(SubscriberError):
-    def __init__(self, slugs: Sequence[str]) -> None:
-        super().__init__("unknown topic(s): " + ", ".join(sorted(slugs)))
-        self.slugs = list(slugs)
+class SubscriberError(DomainError):
+    """A request the subscriber domain refuses."""
 
 
 class SubscriberNotFoundError(SubscriberError):
@@ -121,14 +116,6 @@ def suppress(session: Session, hashed_email: str, reason: SuppressionReason) -> 
     )
 
 
-def _resolve_topics(session: Session, slugs: Sequence[str]) -> list[Topic]:
-    found = topics_by_slugs(session, slugs)
-    missing = [slug for slug in dict.fromkeys(slugs) if slug not in found]
-    if missing:
-        raise UnknownTopicsError(missing)
-    return [found[slug] for slug in dict.fromkeys(slugs)]
-
-
 def _may_send_signup_email(subscriber: Subscriber, now: datetime, min_interval: int) -> bool:
     last = subscriber.signup_email_sent_at
     return last is None or now - last >= timedelta(seconds=min_interval)
@@ -183,7 +170,7 @@ def signup(
     so the response never tells a stranger whether an address is on the list.
     """
     now = now or utcnow()
-    topics = _resolve_topics(session, topic_slugs)
+    topics = resolve_topics(session, topic_slugs)
     hashed = email_hash(email)
     suppressed = session.scalar(select(Suppression.reason).where(Suppression.email_hash == hashed))
     if suppressed is not None and suppressed not in _LIFTED_BY_RECONFIRMING:
@@ -316,7 +303,7 @@ def update_preferences(
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
     if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         raise SubscriberNotFoundError("there is no active subscription for this link")
-    subscriber.topics = _resolve_topics(session, topic_slugs)
+    subscriber.topics = resolve_topics(session, topic_slugs)
     subscriber.name = name
     subscriber.timezone = timezone
     subscriber.digest_paused = digest_paused
@@ -340,7 +327,7 @@ def add_confirmed_subscriber(
     those addresses are skipped and returned unchanged with created=False.
     """
     now = now or utcnow()
-    topics = _resolve_topics(session, topic_slugs)
+    topics = resolve_topics(session, topic_slugs)
     hashed = email_hash(email)
     existing = session.scalar(select(Subscriber).where(Subscriber.email_hash == hashed))
     if existing is not None:

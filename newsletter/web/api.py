@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from newsletter.content.service import list_topics
+from newsletter.errors import DomainError
 from newsletter.subscribers import service
 from newsletter.subscribers.schemas import SubscriptionIn, SubscriptionOut, TopicOut
 from newsletter.web.deps import SessionDep, SettingsDep
@@ -13,7 +16,7 @@ from newsletter.web.public import client_consent
 
 router = APIRouter(prefix="/api/v1", tags=["subscribers"])
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed JSON"},
     413: {"description": "Request body too large"},
     422: {"description": "A field is missing, of the wrong type, too long, or unknown"},
@@ -50,7 +53,7 @@ def create_subscription(
             consent=client_consent(request, source="api", settings=settings),
             resend_after_seconds=settings.resend_confirmation_after_seconds,
         )
-    except service.SubscriberError as e:
+    except DomainError as e:
         session.rollback()
         return JSONResponse({"detail": str(e), "errors": [f"topics: {e}"]}, status_code=422)
     return SubscriptionOut(

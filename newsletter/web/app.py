@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import get_session_factory
-from newsletter.web import api, dev_inbox, public
+from newsletter.web import api, dev_inbox, public, staff_api
 from newsletter.web.deps import PageError
 from newsletter.web.limits import BodySizeLimit
 
@@ -53,6 +53,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(public.router)
     app.include_router(api.router)
+    app.include_router(staff_api.router)
     if settings.dev_inbox_enabled:
         app.include_router(dev_inbox.router)
     return app

@@ -14,6 +14,7 @@ from starlette.datastructures import FormData
 
 from newsletter.config import Settings
 from newsletter.content.service import list_topics
+from newsletter.errors import DomainError
 from newsletter.subscribers import service
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.schemas import (
@@ -117,7 +118,7 @@ async def submit_signup(request: Request, session: SessionDep, settings: Setting
     except ValidationError as e:
         errors = first_error_messages(e)
         return _signup_page(request, session, form=values, errors=errors, status=422)
-    except service.SubscriberError as e:
+    except DomainError as e:
         return _signup_page(request, session, form=values, errors=[str(e)], status=422)
     del result  # the page must read the same whatever the address's history
     return message_page(request, "Check your inbox", _CHECK_INBOX)
@@ -339,7 +340,7 @@ async def update_preferences(
         return _preferences_page(
             request, session, token, subscriber, form=values, errors=errors, status=422
         )
-    except service.SubscriberError as e:
+    except DomainError as e:
         return _preferences_page(
             request, session, token, subscriber, form=values, errors=[str(e)], status=422
         )

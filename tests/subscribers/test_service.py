@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.content.service import UnknownTopicsError
 from newsletter.db import utcnow
 from newsletter.subscribers import service
 from newsletter.subscribers.models import (
@@ -122,7 +123,7 @@ def test_signup_of_an_active_address_changes_nothing_and_tells_its_owner(
 
 def test_unknown_topics_are_refused_and_nothing_is_written(session: Session) -> None:
     email = unique_email()
-    with pytest.raises(service.UnknownTopicsError, match="no-such-topic"):
+    with pytest.raises(UnknownTopicsError, match="no-such-topic"):
         _signup(session, email, topics=("spine-mri", "no-such-topic"))
     assert service.get_subscriber_by_email(session, email) is None
 
@@ -240,7 +241,7 @@ def test_update_preferences(session: Session) -> None:
 
 def test_update_preferences_with_an_unknown_topic_changes_nothing(session: Session) -> None:
     subscriber = make_subscriber(session, topics=("spine-mri",))
-    with pytest.raises(service.UnknownTopicsError):
+    with pytest.raises(UnknownTopicsError):
         service.update_preferences(
             session,
             subscriber.id,

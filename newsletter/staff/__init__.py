@@ -1,0 +1,1 @@
+"""Staff access: bearer tokens for the staff API."""
