@@ -31,7 +31,9 @@ subscribers_app = typer.Typer(help="Add, list, import, export and erase.", no_ar
 staff_app = typer.Typer(help="Staff access to the staff API.", no_args_is_help=True)
 staff_token_app = typer.Typer(help="Bearer tokens for the staff API.", no_args_is_help=True)
 content_app = typer.Typer(help="Articles: import, ingest and list.", no_args_is_help=True)
+digest_app = typer.Typer(help="The weekly digest.", no_args_is_help=True)
 staff_app.add_typer(staff_token_app, name="token")
+app.add_typer(digest_app, name="digest")
 app.add_typer(db_app, name="db")
 app.add_typer(staff_app, name="staff")
 app.add_typer(content_app, name="content")
@@ -434,6 +436,40 @@ def content_list(
         for article in session.scalars(query):
             topics = ",".join(topic.slug for topic in article.topics)
             typer.echo(f"{article.published_at:%Y-%m-%d}  {article.title[:60]:<60}  {topics}")
+
+
+@digest_app.command("preview")
+def digest_preview(
+    email: Annotated[str, typer.Option(help="The subscriber whose digest to build.")],
+    out: Annotated[Path | None, typer.Option(help="Write the message here (.eml).")] = None,
+    send: Annotated[bool, typer.Option(help="Also send it through SMTP_URL.")] = False,
+) -> None:
+    """Build exactly what a subscriber would receive this week; save or send it."""
+    from newsletter.campaigns.digest import preview_digest
+    from newsletter.config import get_settings
+    from newsletter.db import utcnow
+    from newsletter.delivery.sender import DeliveryError, make_sender, send_all
+    from newsletter.errors import DomainError
+    from newsletter.subscribers.tokens import signer_for
+
+    settings = get_settings()
+    signer = signer_for(settings.effective_secret_key, settings.confirm_token_max_age_seconds)
+    with _session() as session:
+        try:
+            message = preview_digest(session, email, now=utcnow(), settings=settings, signer=signer)
+        except DomainError as e:
+            raise _fail(str(e)) from e
+    if out is not None:
+        out.write_bytes(message.data)
+        typer.echo(f"Wrote {out} ({len(message.data):,} bytes)")
+    if send:
+        try:
+            send_all(make_sender(settings.effective_smtp_url), [message])
+        except DeliveryError as e:
+            raise _fail(f"could not send: {e}") from e
+        typer.echo(f"Sent to {message.rcpt_to} through {settings.effective_smtp_url}")
+    if out is None and not send:
+        typer.echo(message.data.decode("ascii"), nl=False)
 
 
 def _hoist_data_dir(argv: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from newsletter.content.models import Article
 from newsletter.content.service import topics_by_slugs
 from newsletter.db import utcnow
 from newsletter.subscribers.models import Consent, Subscriber, SubscriberStatus
@@ -82,3 +83,34 @@ def article_payload(**overrides: object) -> dict[str, object]:
     }
     payload.update(overrides)
     return payload
+
+
+def make_article(
+    session: Session,
+    *,
+    title: str = "How a doctor reads a spine MRI",
+    topics: Sequence[str] = ("spine-mri",),
+    days_ago: float = 2,
+    image: bool = True,
+    summary: str = "Your spine has cervical, thoracic and lumbar segments; an MRI shows each.",
+) -> Article:
+    """A published article `days_ago` days old."""
+    from datetime import timedelta
+
+    from newsletter.content.schemas import ArticleIn
+    from newsletter.content.service import upsert_article
+
+    slug = secrets.token_hex(4)
+    data = ArticleIn(
+        title=title,
+        canonical_url=f"https://health.example.org/articles/{slug}",
+        summary=summary,
+        body_markdown=f"{summary}\n\nMore about *{title}*.",
+        image_url=f"https://health.example.org/img/{slug}.jpg" if image else None,
+        image_alt=f"Illustration for {title}" if image else "",
+        author="Dr. Lena Ortiz",
+        published_at=utcnow() - timedelta(days=days_ago),
+        topics=list(topics),
+    )
+    article, _ = upsert_article(session, data, source="api")
+    return article

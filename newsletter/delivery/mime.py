@@ -7,12 +7,14 @@ RFC 2047 encoded-words, which mailbox providers do not decode in that header.
 
 from __future__ import annotations
 
-import quopri
+import binascii
+import html
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formataddr, formatdate
 
 CRLF = "\r\n"
 
@@ -60,10 +62,136 @@ def fold_url_list(urls: list[str]) -> str:
     return ("," + CRLF + " ").join(f"<{url}>" for url in urls)
 
 
-def _quoted_printable(text: str) -> str:
-    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
-    encoded = quopri.encodestring(normalised.encode("utf-8")).decode("ascii")
-    return encoded.replace("\n", CRLF)
+# A field that differs per recipient is written into the rendered body as a
+# marker; the variant is rendered and inlined once, then each recipient's
+# message is the pre-encoded chunks joined around their own values.
+_FIELD = re.compile(r"%%NL_([A-Z_]+)%%")
+
+
+def field_marker(name: str) -> str:
+    """The placeholder for the per-recipient field `name` in a rendered body."""
+    return f"%%NL_{name.upper()}%%"
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends, closed by a soft line break.
+
+    The soft break lets independently encoded chunks be joined without any line
+    growing past 76 characters, and decodes to nothing.
+    """
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    return binascii.b2a_qp(normalised).replace(b"\n", b"\r\n") + b"=\r\n"
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    escape_html: bool
+
+
+def _chunks(body: str, *, escape_html: bool) -> list[bytes | _Field]:
+    chunks: list[bytes | _Field] = []
+    for index, piece in enumerate(_FIELD.split(body)):
+        if index % 2:
+            chunks.append(_Field(piece.lower(), escape_html))
+        elif piece:
+            chunks.append(_qp(piece))
+    return chunks
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """One variant's message, encoded once, with holes for each recipient's fields."""
+
+    mail_from: str
+    domain: str
+    head: bytes
+    body: tuple[bytes | _Field, ...]
+    field_names: frozenset[str]
+
+    def render(
+        self,
+        *,
+        to_address: str,
+        fields: Mapping[str, str] | None = None,
+        list_unsubscribe: Sequence[str] = (),
+    ) -> OutgoingMessage:
+        """The message for one recipient: their headers, their field values."""
+        values = fields or {}
+        missing = self.field_names - values.keys()
+        if missing:
+            raise KeyError(f"no value for field(s) {sorted(missing)}")
+        message_id = f"<{secrets.token_hex(16)}@{self.domain}>"
+        head = [
+            f"To: {format_address('', to_address)}",
+            f"Date: {formatdate(usegmt=True)}",
+            f"Message-ID: {message_id}",
+        ]
+        if list_unsubscribe:
+            head.append(f"List-Unsubscribe: {fold_url_list(list(list_unsubscribe))}")
+            if any(url.startswith("https://") for url in list_unsubscribe):
+                head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        encoded: dict[_Field, bytes] = {}
+        for chunk in self.body:
+            if isinstance(chunk, _Field) and chunk not in encoded:
+                value = _check(values[chunk.name])
+                encoded[chunk] = _qp(html.escape(value) if chunk.escape_html else value)
+        data = b"".join(
+            (
+                (CRLF.join(head) + CRLF).encode("ascii"),
+                self.head,
+                *(encoded[chunk] if isinstance(chunk, _Field) else chunk for chunk in self.body),
+            )
+        )
+        return OutgoingMessage(
+            mail_from=self.mail_from, rcpt_to=to_address, data=data, message_id=message_id
+        )
+
+
+def prepare_message(
+    *,
+    from_name: str,
+    from_address: str,
+    subject: str,
+    text: str,
+    html: str,
+    domain: str,
+    extra_headers: Mapping[str, str] | None = None,
+) -> MessageTemplate:
+    """Encode a multipart/alternative message (text first, then HTML) once.
+
+    `text` and `html` may hold field markers (see `field_marker`); HTML values
+    are escaped when a recipient's message is rendered, text values are not.
+    """
+    boundary = "=_" + secrets.token_hex(16)
+    headers = [
+        ("From", format_address(from_name, from_address)),
+        ("Subject", encode_header_text(subject)),
+        ("MIME-Version", "1.0"),
+    ]
+    for name, value in (extra_headers or {}).items():
+        _check(name)
+        headers.append((name, encode_header_text(value)))
+    headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
+    head = CRLF.join(f"{name}: {value}" for name, value in headers) + CRLF + CRLF
+    body: list[bytes | _Field] = []
+    for subtype, content in (("plain", text), ("html", html)):
+        body.append(
+            (
+                f"--{boundary}{CRLF}"
+                f"Content-Type: text/{subtype}; charset=utf-8{CRLF}"
+                f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
+            ).encode("ascii")
+        )
+        body.extend(_chunks(content, escape_html=subtype == "html"))
+    body.append(f"--{boundary}--{CRLF}".encode("ascii"))
+    return MessageTemplate(
+        mail_from=from_address,
+        domain=domain,
+        head=head.encode("ascii"),
+        body=tuple(body),
+        field_names=frozenset(chunk.name for chunk in body if isinstance(chunk, _Field)),
+    )
 
 
 def build_message(
@@ -75,36 +203,15 @@ def build_message(
     text: str,
     html: str,
     domain: str,
-    extra_headers: Mapping[str, str] | None = None,
+    list_unsubscribe: Sequence[str] = (),
 ) -> OutgoingMessage:
-    """A multipart/alternative message (text first, then HTML) as bytes."""
-    message_id = make_msgid(idstring=secrets.token_hex(6), domain=domain)
-    boundary = "=_" + secrets.token_hex(16)
-    headers = [
-        ("From", format_address(from_name, from_address)),
-        ("To", format_address("", to_address)),
-        ("Subject", encode_header_text(subject)),
-        ("Date", formatdate(usegmt=True)),
-        ("Message-ID", message_id),
-        ("MIME-Version", "1.0"),
-    ]
-    for name, value in (extra_headers or {}).items():
-        _check(name)
-        headers.append((name, value if name.startswith("List-") else encode_header_text(value)))
-    headers.append(("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
-    head = CRLF.join(f"{name}: {value}" for name, value in headers)
-    parts = []
-    for subtype, body in (("plain", text), ("html", html)):
-        parts.append(
-            f"--{boundary}{CRLF}"
-            f"Content-Type: text/{subtype}; charset=utf-8{CRLF}"
-            f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}"
-            f"{_quoted_printable(body)}{CRLF}"
-        )
-    data = head + CRLF + CRLF + "".join(parts) + f"--{boundary}--{CRLF}"
-    return OutgoingMessage(
-        mail_from=from_address,
-        rcpt_to=to_address,
-        data=data.encode("ascii"),
-        message_id=message_id,
+    """A single message with nothing to personalise (transactional email)."""
+    template = prepare_message(
+        from_name=from_name,
+        from_address=from_address,
+        subject=subject,
+        text=text,
+        html=html,
+        domain=domain,
     )
+    return template.render(to_address=to_address, list_unsubscribe=list_unsubscribe)

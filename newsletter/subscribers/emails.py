@@ -55,7 +55,7 @@ def build_lifecycle_email(
         "name": subscriber.name,
         "topics": subscriber.topics,
     }
-    headers: dict[str, str] = {}
+    list_unsubscribe: list[str] = []
     if kind is LifecycleEmail.CONFIRM:
         token = signer.confirm_token(subscriber.id, subscriber.confirmation_nonce)
         context["confirm_url"] = f"{base_url}/confirm/{token}"
@@ -64,8 +64,7 @@ def build_lifecycle_email(
         links = SubscriberLinks.for_subscriber(subscriber.id, base_url=base_url, signer=signer)
         context["preferences_url"] = links.preferences_url
         context["unsubscribe_url"] = links.unsubscribe_url
-        headers["List-Unsubscribe"] = f"<{links.unsubscribe_url}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        list_unsubscribe.append(links.unsubscribe_url)
     rendered = render_email(kind.value, context)
     return build_message(
         from_name=settings.from_name,
@@ -75,7 +74,7 @@ def build_lifecycle_email(
         text=rendered.text,
         html=rendered.html,
         domain=settings.sending_domain,
-        extra_headers=headers,
+        list_unsubscribe=list_unsubscribe,
     )
 
 

@@ -1,0 +1,1 @@
+"""Campaigns: the weekly digest, broadcasts, and the runner that sends them."""
