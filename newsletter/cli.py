@@ -464,7 +464,7 @@ def digest_preview(
         typer.echo(f"Wrote {out} ({len(message.data):,} bytes)")
     if send:
         try:
-            send_all(make_sender(settings.effective_smtp_url), [message])
+            send_all(make_sender(settings), [message])
         except DeliveryError as e:
             raise _fail(f"could not send: {e}") from e
         typer.echo(f"Sent to {message.rcpt_to} through {settings.effective_smtp_url}")

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     from_address: str = "newsletter@example.org"
     default_timezone: str = "America/New_York"
 
+    # DKIM signing is on when a private key is configured; the domain defaults
+    # to the From address's domain.
+    dkim_private_key_path: Path | None = None
+    dkim_selector: str = "newsletter"
+    dkim_domain: str | None = None
+
     consent_text_version: str = "2026-11-01"
     confirm_token_max_age_seconds: int = 7 * 24 * 3600
     resend_confirmation_after_seconds: int = 120

@@ -31,7 +31,7 @@ def _send(subscriber_id: int, kind: LifecycleEmail) -> str | None:
             subscriber_id,
             kind,
             settings=settings,
-            sender=make_sender(settings.effective_smtp_url),
+            sender=make_sender(settings),
         )
     if skipped:
         log.info("%s email to subscriber %s skipped: %s", kind, subscriber_id, skipped)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter.config import Settings
+from newsletter.delivery.dkim import DkimSigner, load_signer
 from newsletter.delivery.mime import OutgoingMessage
 
 
@@ -131,6 +135,30 @@ def send_all(sender: Sender, messages: Iterable[OutgoingMessage]) -> None:
         sender.close()
 
 
-def make_sender(smtp_url: str) -> Sender:
-    """The transport for `smtp_url` (a relay, or the dev inbox in the embedded mode)."""
-    return SMTPSender(SMTPConfig.from_url(smtp_url))
+class SigningSender:
+    """Signs each message with DKIM just before the inner sender hands it over."""
+
+    def __init__(self, inner: Sender, signer: DkimSigner) -> None:
+        self._inner = inner
+        self._signer = signer
+
+    def send(self, message: OutgoingMessage) -> None:
+        self._inner.send(replace(message, data=self._signer.sign(message.data)))
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@lru_cache(maxsize=4)
+def _dkim_signer(domain: str, selector: str, key_path: Path) -> DkimSigner:
+    return load_signer(domain, selector, key_path)
+
+
+def make_sender(settings: Settings, *, smtp_url: str | None = None) -> Sender:
+    """The configured transport (a relay, or the dev inbox), DKIM-signing when set up."""
+    sender: Sender = SMTPSender(SMTPConfig.from_url(smtp_url or settings.effective_smtp_url))
+    if settings.dkim_private_key_path is not None:
+        domain = settings.dkim_domain or settings.sending_domain
+        signer = _dkim_signer(domain, settings.dkim_selector, settings.dkim_private_key_path)
+        sender = SigningSender(sender, signer)
+    return sender

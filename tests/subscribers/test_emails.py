@@ -22,7 +22,11 @@ def _send(
     session: Session, settings: Settings, sink: SmtpSink, subscriber_id: int, kind: LifecycleEmail
 ) -> EmailMessage:
     skipped = send_lifecycle_email(
-        session, subscriber_id, kind, settings=settings, sender=make_sender(sink.url)
+        session,
+        subscriber_id,
+        kind,
+        settings=settings,
+        sender=make_sender(settings, smtp_url=sink.url),
     )
     assert skipped is None
     [message] = sink.wait_for(1)
@@ -111,7 +115,7 @@ def test_raw_headers_are_plain_ascii_and_list_unsubscribe_is_not_encoded(
         subscriber.id,
         LifecycleEmail.WELCOME,
         settings=settings,
-        sender=make_sender(smtp_sink.url),
+        sender=make_sender(settings, smtp_url=smtp_sink.url),
     )
     [message] = smtp_sink.wait_for(1)
     assert isinstance(message, InboxMessage)
@@ -141,7 +145,11 @@ def test_an_email_that_no_longer_applies_is_skipped(
 ) -> None:
     subscriber = make_subscriber(session, status=status)
     skipped = send_lifecycle_email(
-        session, subscriber.id, kind, settings=settings, sender=make_sender(smtp_sink.url)
+        session,
+        subscriber.id,
+        kind,
+        settings=settings,
+        sender=make_sender(settings, smtp_url=smtp_sink.url),
     )
     assert skipped == f"subscriber is {status}"
     assert list(smtp_sink.folder.glob("*.eml")) == []
