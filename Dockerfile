@@ -22,6 +22,7 @@ COPY README.md alembic.ini worker.py scheduler.py ./
 COPY newsletter ./newsletter
 COPY migrations ./migrations
 COPY templates ./templates
+COPY content ./content
 RUN uv sync --frozen --no-dev
 
 ENV PATH="/app/.venv/bin:$PATH" \

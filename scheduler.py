@@ -9,6 +9,12 @@ app.conf.beat_schedule = {
         "task": "newsletter.expire_pending_signups",
         "schedule": crontab(minute="17", hour="3"),
     },
+    "ingest-feeds": {
+        "task": "newsletter.ingest_feeds",
+        "schedule": crontab(minute="*/30"),
+        # A poll that waited longer than this is stale: the next one is due soon.
+        "options": {"expires": 25 * 60},
+    },
 }
 
 __all__ = ["app"]

@@ -106,6 +106,13 @@ def up(
     port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
     smtp_port: Annotated[int, typer.Option(help="Port of the dev inbox SMTP server.")] = 8025,
     data_dir: DataDir = None,
+    with_sample_content: Annotated[
+        bool,
+        typer.Option(
+            "--with-sample-content/--no-sample-content",
+            help="Into an empty archive, import the sample articles (dated up to yesterday).",
+        ),
+    ] = True,
 ) -> None:
     """Start everything: Redis, worker, beat, web app and dev inbox. Ctrl-C stops it all."""
     from newsletter import embedded
@@ -121,6 +128,8 @@ def up(
         if settings.embedded:
             supervisor.adopt("redis", embedded.start_embedded_redis(settings))
         upgrade_database()
+        if with_sample_content:
+            _import_sample_content()
         if settings.dev_inbox_enabled and settings.smtp_url is None:
             inbox = start_dev_inbox(settings.inbox_dir, host="127.0.0.1", port=settings.smtp_port)
         env = embedded.child_environment(settings)
@@ -144,6 +153,26 @@ def up(
         if inbox is not None:
             inbox.stop()
     typer.echo("Stopped.")
+
+
+def _import_sample_content() -> None:
+    """Fill an empty archive with content/sample/, so the first digest has articles."""
+    from newsletter.content.ingest import import_sample_content
+    from newsletter.db import utcnow
+    from newsletter.embedded import PROJECT_ROOT
+    from newsletter.errors import DomainError
+
+    try:
+        with _session() as session:
+            report = import_sample_content(
+                session, PROJECT_ROOT / "content" / "sample", now=utcnow()
+            )
+    except DomainError as e:
+        # The samples are a convenience: without them the service still starts.
+        typer.secho(f"Sample content not imported: {e}", fg=typer.colors.YELLOW, err=True)
+        return
+    if report is not None:
+        typer.echo(f"Sample content: {report.describe()}.")
 
 
 @app.command("dev-inbox")
@@ -436,6 +465,65 @@ def content_list(
         for article in session.scalars(query):
             topics = ",".join(topic.slug for topic in article.topics)
             typer.echo(f"{article.published_at:%Y-%m-%d}  {article.title[:60]:<60}  {topics}")
+
+
+@content_app.command("ingest-feed")
+def content_ingest_feed(
+    url: str,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--topic",
+            "-t",
+            help="Topic slug for every article; repeat. Remembered for the feed. "
+            "Without it: the feed's remembered topics, else its categories.",
+        ),
+    ] = None,
+) -> None:
+    """Fetch an RSS or Atom feed now and add or update its articles."""
+    from newsletter.content.ingest import ingest_feed_in_steps
+    from newsletter.db import unit_of_work
+    from newsletter.errors import DomainError
+
+    try:
+        report = ingest_feed_in_steps(unit_of_work, url, topic_slugs=topic)
+    except DomainError as e:
+        raise _fail(str(e)) from e
+    for problem in report.problems:
+        typer.echo(problem, err=True)
+    typer.echo(f"{url}: {report.describe()}")
+
+
+@content_app.command("import-markdown")
+def content_import_markdown(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, file_okay=False, help="Folder of *.md files with YAML front matter."
+        ),
+    ],
+) -> None:
+    """Import every Markdown article in a folder; bad files are reported and skipped.
+
+    Importing the same files again updates their articles (one per canonical_url).
+    """
+    from newsletter.content.ingest import import_markdown_folder, markdown_files
+    from newsletter.errors import DomainError
+
+    try:
+        files = markdown_files(folder)
+        with (
+            _session() as session,
+            typer.progressbar(length=len(files), label="Importing", file=sys.stderr) as progress,
+        ):
+            report = import_markdown_folder(
+                session, folder, on_file=lambda _path: progress.update(1)
+            )
+    except DomainError as e:
+        raise _fail(str(e)) from e
+    for problem in report.problems:
+        typer.echo(problem, err=True)
+    typer.echo(f"{folder}: {report.describe()}")
 
 
 @digest_app.command("preview")

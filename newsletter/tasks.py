@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from newsletter.config import get_settings
+from newsletter.content.ingest import ingest_configured_feeds
 from newsletter.db import unit_of_work
 from newsletter.delivery.sender import TransientDeliveryError, make_sender
 from newsletter.queue import celery_app
@@ -63,3 +64,16 @@ def expire_pending_signups(days: int = 30) -> int:
         removed = subscribers.expire_pending_signups(session, older_than=timedelta(days=days))
     log.info("expired %d unconfirmed signups", removed)
     return removed
+
+
+@celery_app.task(name="newsletter.ingest_feeds")
+def ingest_feeds() -> dict[str, str]:
+    """Poll every stored feed and add or update its articles."""
+    results = ingest_configured_feeds(unit_of_work)
+    outcomes = {
+        url: result if isinstance(result, str) else result.describe()
+        for url, result in results.items()
+    }
+    for url, outcome in outcomes.items():
+        log.info("feed %s: %s", url, outcome)
+    return outcomes
