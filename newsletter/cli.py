@@ -65,7 +65,13 @@ def _use_settings(**overrides: Any) -> Any:
 @app.callback()
 def select_instance(data_dir: DataDir = None) -> None:
     """A self-hosted newsletter for health publishers."""
-    _use_settings(data_dir=data_dir)
+    from newsletter.embedded import read_instance_file
+
+    settings = _use_settings(data_dir=data_dir)
+    # Ports that `newsletter up` used for this data folder, unless set explicitly.
+    for key, value in read_instance_file(settings.resolved_data_dir).items():
+        os.environ.setdefault(key, value)
+    _use_settings()
 
 
 @contextmanager
@@ -128,6 +134,7 @@ def up(
         if settings.embedded:
             supervisor.adopt("redis", embedded.start_embedded_redis(settings))
         upgrade_database()
+        embedded.write_instance_file(settings)
         if with_sample_content:
             _import_sample_content()
         if settings.dev_inbox_enabled and settings.smtp_url is None:

@@ -141,3 +141,30 @@ def child_environment(settings: Settings) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+INSTANCE_FILE = "instance.env"
+_INSTANCE_KEYS = ("NEWSLETTER_HOST", "NEWSLETTER_PORT", "NEWSLETTER_SMTP_PORT")
+
+
+def write_instance_file(settings: Settings) -> None:
+    """Record where this instance listens, so CLI commands on its data folder agree.
+
+    Without it `newsletter digest preview --send --data-dir X` would send to the
+    default dev inbox port and write links with the default web port.
+    """
+    lines = [
+        f"NEWSLETTER_HOST={settings.host}",
+        f"NEWSLETTER_PORT={settings.port}",
+        f"NEWSLETTER_SMTP_PORT={settings.smtp_port}",
+    ]
+    (settings.resolved_data_dir / INSTANCE_FILE).write_text("\n".join(lines) + "\n")
+
+
+def read_instance_file(data_dir: Path) -> dict[str, str]:
+    """The settings `newsletter up` recorded for `data_dir` (empty if it never ran)."""
+    path = data_dir / INSTANCE_FILE
+    if not path.exists():
+        return {}
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key: value for key, value in values.items() if key in _INSTANCE_KEYS}

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Makes sure what the test suite talks to is there: PostgreSQL 15 and Redis 7 on
 # 127.0.0.1, Debian's chromium for the browser test, docker-compose to validate
-# the fleet file. Starts or installs what is missing; fails loudly otherwise.
+# the fleet file, a Java runtime (for the v.Nu HTML checker) and SpamAssassin for
+# the email-quality tests. Starts or installs what is missing; fails loudly otherwise.
 set -euo pipefail
 
 have_apt_packages=""
 need_package() { command -v "$1" >/dev/null 2>&1 || have_apt_packages="$have_apt_packages $2"; }
 need_package chromium chromium
 need_package docker-compose docker-compose
+need_package java default-jre-headless
+need_package spamassassin spamassassin
 if [ -n "$have_apt_packages" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing:$have_apt_packages; install them with apt-get (needs root)" >&2

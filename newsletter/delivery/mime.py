@@ -129,7 +129,10 @@ class MessageTemplate:
         ]
         if list_unsubscribe:
             head.append(f"List-Unsubscribe: {fold_url_list(list(list_unsubscribe))}")
-            if any(url.startswith("https://") for url in list_unsubscribe):
+            # RFC 8058 wants an https URL, and providers act only on one; the
+            # embedded mode's http://127.0.0.1 links keep the header so the dev
+            # inbox shows what production sends.
+            if any(url.startswith(("https://", "http://")) for url in list_unsubscribe):
                 head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         encoded: dict[_Field, bytes] = {}
         for chunk in self.body:

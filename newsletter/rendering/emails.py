@@ -51,6 +51,9 @@ def inline_css(html: str) -> str:
             disable_validation=True,
             cssutils_logging_level="CRITICAL",
             allow_network=False,
+            # premailer copies some inlined CSS into HTML attributes (bgcolor on <a>,
+            # height="auto" on <img>) that HTML5 forbids; the style attribute is enough.
+            disable_basic_attributes=["bgcolor", "width", "height", "align", "valign"],
         ).transform(pretty_print=False)
     )
 
