@@ -46,6 +46,8 @@ from newsletter.delivery.dev_inbox import InboxHandler, start_dev_inbox  # noqa:
 from newsletter.embedded import PROJECT_ROOT  # noqa: E402
 from newsletter.web.app import create_app  # noqa: E402
 
+pytest_plugins = ["tests.browser"]
+
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 

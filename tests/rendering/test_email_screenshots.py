@@ -8,30 +8,17 @@ blocks remote images. The PNGs are kept in the test's tmp dir and copied to
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from tests.rendering.conftest import SampleEmail
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHARED_SHOTS = Path("/tmp/email-shots")
 DESKTOP_WIDTH, PHONE_WIDTH = 600, 375
 SHOWN = ("digest", "broadcast", "confirm", "welcome")
@@ -42,20 +29,6 @@ _BUTTON_COLOURS = """
         return [a.textContent.trim(), style.color, style.backgroundColor];
     })
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.fail(
-            f"{CHROMIUM} is missing: these tests drive Debian's chromium. Install it with "
-            "`apt-get install chromium` (never `playwright install`).",
-            pytrace=False,
-        )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _refuse(route: Route) -> None:
