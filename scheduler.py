@@ -5,6 +5,11 @@ from celery.schedules import crontab
 from worker import app
 
 app.conf.beat_schedule = {
+    "recover-stale-deliveries": {
+        "task": "newsletter.recover_stale_deliveries",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     "expire-pending-signups": {
         "task": "newsletter.expire_pending_signups",
         "schedule": crontab(minute="17", hour="3"),

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     dkim_selector: str = "newsletter"
     dkim_domain: str | None = None
 
+    # The campaign engine: batch sizes, and limits shared by every worker via Redis.
+    campaign_batch_size: int = 200
+    smtp_rate_per_second: float = 0  # 0: as fast as the relay takes them
+    smtp_max_connections: int = 8
+    stale_sending_seconds: int = 600
+
     consent_text_version: str = "2026-11-01"
     confirm_token_max_age_seconds: int = 7 * 24 * 3600
     resend_confirmation_after_seconds: int = 120

@@ -1,5 +1,6 @@
 """Imports every domain's models so `Base.metadata` knows the whole schema."""
 
+from newsletter.campaigns.models import Campaign, Delivery
 from newsletter.content.models import Article, Feed, Topic, article_topics, feed_topics
 from newsletter.db import Base
 from newsletter.staff.models import StaffToken
@@ -8,7 +9,9 @@ from newsletter.subscribers.models import Consent, Subscriber, Suppression, subs
 __all__ = [
     "Article",
     "Base",
+    "Campaign",
     "Consent",
+    "Delivery",
     "Feed",
     "StaffToken",
     "Subscriber",

@@ -6,8 +6,10 @@ task object and never publishes work for a transaction that did not commit.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import redis
 from celery import Celery
 from sqlalchemy.orm import Session
 
@@ -41,3 +43,19 @@ celery_app = make_celery(get_settings())
 def enqueue(session: Session, task_name: str, *args: Any) -> None:
     """Queue the task `task_name` with plain-JSON `args` once `session` commits."""
     after_commit(session, lambda: celery_app.send_task(task_name, args=list(args)))
+
+
+def enqueue_later(session: Session, task_name: str, delay_seconds: float, *args: Any) -> None:
+    """Like `enqueue`, to run no sooner than `delay_seconds` after the commit."""
+    after_commit(
+        session,
+        lambda: celery_app.send_task(task_name, args=list(args), countdown=delay_seconds),
+    )
+
+
+@lru_cache(maxsize=1)
+def redis_client() -> redis.Redis:
+    """A client of the broker's Redis, for limits shared between workers."""
+    url = get_settings().effective_redis_url
+    # Kombu's scheme for a unix socket is redis+socket://; redis-py's is unix://.
+    return redis.Redis.from_url(url.replace("redis+socket://", "unix://", 1))

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from newsletter.config import get_settings
+from newsletter.campaigns import runner
+from newsletter.config import Settings, get_settings
 from newsletter.content.ingest import ingest_configured_feeds
 from newsletter.db import unit_of_work
-from newsletter.delivery.sender import TransientDeliveryError, make_sender
-from newsletter.queue import celery_app
+from newsletter.delivery.ratelimit import limits_for
+from newsletter.delivery.sender import SMTPConfig, TransientDeliveryError, make_sender
+from newsletter.queue import celery_app, redis_client
 from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.emails import LifecycleEmail, send_lifecycle_email
+from newsletter.subscribers.tokens import signer_for
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +80,68 @@ def ingest_feeds() -> dict[str, str]:
     for url, outcome in outcomes.items():
         log.info("feed %s: %s", url, outcome)
     return outcomes
+
+
+def runner_config(settings: Settings) -> runner.RunnerConfig:
+    """The campaign engine's knobs, from settings."""
+    return runner.RunnerConfig(batch_size=settings.campaign_batch_size)
+
+
+@celery_app.task(name=runner.PLAN_CAMPAIGN)
+def plan_campaign(campaign_id: int, requeue: bool = False) -> int:
+    """Plan a running campaign's audience into the ledger and queue its send batches."""
+    settings = get_settings()
+    planned = runner.plan_campaign(
+        unit_of_work, campaign_id, config=runner_config(settings), requeue=requeue
+    )
+    log.info("campaign %s: %d deliveries planned", campaign_id, planned)
+    return planned
+
+
+@celery_app.task(name=runner.SEND_BATCH, soft_time_limit=240, time_limit=300)
+def send_batch(campaign_id: int, delivery_ids: list[int]) -> dict[str, int | str]:
+    """Send one batch of a campaign over one SMTP connection, within the relay's limits."""
+    settings = get_settings()
+    relay = SMTPConfig.from_url(settings.effective_smtp_url)
+    limiter, slots = limits_for(
+        redis_client(),
+        f"{relay.host}:{relay.port}",
+        per_second=settings.smtp_rate_per_second,
+        max_connections=settings.smtp_max_connections,
+    )
+    with slots.slot():
+        outcome = runner.send_batch(
+            unit_of_work,
+            campaign_id,
+            delivery_ids,
+            sender=make_sender(settings),
+            settings=settings,
+            signer=signer_for(
+                settings.effective_secret_key, settings.confirm_token_max_age_seconds
+            ),
+            config=runner_config(settings),
+            acquire=None if limiter.unlimited else limiter.acquire,
+        )
+    log.info("campaign %s batch: %s", campaign_id, outcome)
+    return {
+        "sent": outcome.sent,
+        "bounced": outcome.bounced,
+        "suppressed": outcome.suppressed,
+        "retrying": outcome.retrying,
+        "stopped": outcome.stopped,
+    }
+
+
+@celery_app.task(name="newsletter.recover_stale_deliveries")
+def recover_stale_deliveries() -> int:
+    """Requeue deliveries a dead worker left behind (run by beat every minute)."""
+    settings = get_settings()
+    with unit_of_work() as session:
+        recovered = runner.recover_stale_deliveries(
+            session,
+            older_than=timedelta(seconds=settings.stale_sending_seconds),
+            config=runner_config(settings),
+        )
+    if recovered:
+        log.warning("requeued %d stale deliveries", recovered)
+    return recovered

@@ -16,14 +16,12 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import CursorResult, Executable, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.content.models import Topic
 from newsletter.content.service import resolve_topics
-from newsletter.db import utcnow
+from newsletter.db import dialect_insert, utcnow
 from newsletter.errors import DomainError
 from newsletter.queue import enqueue
 from newsletter.subscribers.models import (
@@ -108,9 +106,8 @@ def suppression_reason(session: Session, email: str) -> SuppressionReason | None
 
 def suppress(session: Session, hashed_email: str, reason: SuppressionReason) -> None:
     """Put an address hash on the suppression list; a concurrent duplicate is a no-op."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
-        insert(Suppression)
+        dialect_insert(session, Suppression)
         .values(email_hash=hashed_email, reason=reason, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["email_hash"])
     )

@@ -1,0 +1,48 @@
+"""A broadcast edition: one staff-written message, rendered once for every recipient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from newsletter.config import Settings
+from newsletter.delivery.mime import MessageTemplate, OutgoingMessage, prepare_message
+from newsletter.rendering.campaigns import render_broadcast
+from newsletter.rendering.personal import personal_values
+from newsletter.subscribers.models import Subscriber
+from newsletter.subscribers.tokens import TokenSigner
+
+
+@dataclass
+class BroadcastEdition:
+    subject: str
+    body_markdown: str
+    settings: Settings
+    campaign_id: str = "broadcast"
+    variants: dict[str, MessageTemplate] = field(default_factory=dict)
+
+    def template(self) -> MessageTemplate:
+        """The one variant, rendered and inlined on first use."""
+        if "all" not in self.variants:
+            rendered = render_broadcast(self.subject, self.body_markdown, settings=self.settings)
+            self.variants["all"] = prepare_message(
+                from_name=self.settings.from_name,
+                from_address=self.settings.from_address,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                domain=self.settings.sending_domain,
+                extra_headers={
+                    "List-Id": f"{self.settings.publisher_name} announcements "
+                    f"<news.{self.settings.sending_domain}>",
+                    "Feedback-ID": f"{self.campaign_id}:broadcast:newsletter",
+                },
+            )
+        return self.variants["all"]
+
+    def message_for(self, subscriber: Subscriber, *, signer: TokenSigner) -> OutgoingMessage | None:
+        values = personal_values(
+            subscriber.id, subscriber.name, base_url=self.settings.effective_base_url, signer=signer
+        )
+        return self.template().render(
+            to_address=subscriber.email, fields=values, list_unsubscribe=[values["unsubscribe_url"]]
+        )
