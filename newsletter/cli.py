@@ -32,6 +32,8 @@ staff_app = typer.Typer(help="Staff access to the staff API.", no_args_is_help=T
 staff_token_app = typer.Typer(help="Bearer tokens for the staff API.", no_args_is_help=True)
 content_app = typer.Typer(help="Articles: import, ingest and list.", no_args_is_help=True)
 digest_app = typer.Typer(help="The weekly digest.", no_args_is_help=True)
+campaigns_app = typer.Typer(help="Send campaigns and steer them.", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
 staff_app.add_typer(staff_token_app, name="token")
 app.add_typer(digest_app, name="digest")
 app.add_typer(db_app, name="db")
@@ -565,6 +567,145 @@ def digest_preview(
         typer.echo(f"Sent to {message.rcpt_to} through {settings.effective_smtp_url}")
     if out is None and not send:
         typer.echo(message.data.decode("ascii"), nl=False)
+
+
+def _progress_line(progress: Any, now: Any) -> str:
+    counts = progress.counts
+    line = (
+        f"campaign {progress.campaign_id} {progress.status}: "
+        f"{counts.get('sent', 0)} sent, {counts.get('queued', 0) + counts.get('sending', 0)} "
+        f"waiting, {counts.get('bounced', 0)} bounced, {counts.get('failed', 0)} failed, "
+        f"{counts.get('suppressed', 0)} suppressed"
+    )
+    rate = progress.rate_per_second(now)
+    eta = progress.eta_seconds(now)
+    if rate:
+        line += f" | {rate:,.0f} msg/s"
+    if eta is not None and progress.status == "running":
+        line += f", about {eta:,.0f} s left"
+    return line
+
+
+def _watch(campaign_id: int, *, interval: float = 0.5) -> str:
+    """Show a campaign's progress until it stops running; returns its final status."""
+    import time
+
+    from newsletter.campaigns.runner import campaign_progress
+    from newsletter.db import utcnow
+
+    bar = None
+    shown = 0
+    try:
+        while True:
+            with _session() as session:
+                progress = campaign_progress(session, campaign_id)
+            if bar is None and progress.planned and progress.total:
+                bar = typer.progressbar(length=progress.total, label="Sending", file=sys.stderr)
+                bar.__enter__()
+            if bar is not None:
+                done = progress.handed_over
+                bar.update(done - shown)
+                shown = done
+            if progress.status not in {"running", "scheduled"}:
+                break
+            time.sleep(interval)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    typer.echo(_progress_line(progress, utcnow()))
+    return progress.status
+
+
+def _steer(action: str, campaign_id: int) -> None:
+    from newsletter.campaigns import runner
+    from newsletter.errors import DomainError
+
+    operation = {
+        "pause": runner.pause_campaign,
+        "resume": runner.resume_campaign,
+        "cancel": runner.cancel_campaign,
+    }[action]
+    try:
+        with _session() as session:
+            operation(session, campaign_id)
+    except DomainError as e:
+        raise _fail(str(e)) from e
+    typer.echo(f"Campaign {campaign_id}: {action} done.")
+
+
+@campaigns_app.command("send-digest-now")
+def campaigns_send_digest_now(
+    days: Annotated[int, typer.Option(help="The digest covers this many days up to now.")] = 7,
+    wait: Annotated[bool, typer.Option(help="Show progress until it is sent.")] = True,
+) -> None:
+    """Send the digest of the last DAYS days to every subscriber it concerns, now."""
+    from datetime import timedelta
+
+    from newsletter.campaigns import runner
+    from newsletter.db import utcnow
+
+    now = utcnow()
+    with _session() as session:
+        campaign = runner.create_digest_campaign(session, start=now - timedelta(days=days), end=now)
+        runner.start_campaign(session, campaign.id)
+        campaign_id = campaign.id
+    typer.echo(f"Campaign {campaign_id} started: {campaign.name}.")
+    if wait:
+        _watch(campaign_id)
+
+
+@campaigns_app.command("list")
+def campaigns_list() -> None:
+    """The latest campaigns with their status and counts."""
+    from newsletter.campaigns.runner import campaign_progress, iter_campaigns
+    from newsletter.db import utcnow
+
+    with _session() as session:
+        for campaign in iter_campaigns(session):
+            typer.echo(
+                f"{campaign.id:>5}  {campaign.kind:<9}  {campaign.name[:48]:<48}  "
+                + _progress_line(campaign_progress(session, campaign.id), utcnow()).split(": ", 1)[
+                    1
+                ]
+            )
+
+
+@campaigns_app.command("show")
+def campaigns_show(campaign_id: int) -> None:
+    """One campaign's status and counts, read from the ledger."""
+    from newsletter.campaigns.runner import campaign_progress
+    from newsletter.db import utcnow
+    from newsletter.errors import DomainError
+
+    try:
+        with _session() as session:
+            typer.echo(_progress_line(campaign_progress(session, campaign_id), utcnow()))
+    except DomainError as e:
+        raise _fail(str(e)) from e
+
+
+@campaigns_app.command("watch")
+def campaigns_watch(campaign_id: int) -> None:
+    """Follow a campaign with a progress bar until it stops running."""
+    _watch(campaign_id)
+
+
+@campaigns_app.command("pause")
+def campaigns_pause(campaign_id: int) -> None:
+    """Stop new sends within one batch; resume carries on from the ledger."""
+    _steer("pause", campaign_id)
+
+
+@campaigns_app.command("resume")
+def campaigns_resume(campaign_id: int) -> None:
+    """Carry on a paused campaign."""
+    _steer("resume", campaign_id)
+
+
+@campaigns_app.command("cancel")
+def campaigns_cancel(campaign_id: int) -> None:
+    """Stop a campaign for good."""
+    _steer("cancel", campaign_id)
 
 
 def _hoist_data_dir(argv: list[str]) -> list[str]:
