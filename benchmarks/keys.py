@@ -8,11 +8,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from newsletter.delivery.dkim import DkimSigner
 
 
-def rsa_signer(domain: str = "example.org", selector: str = "bench") -> DkimSigner:
+def rsa_pem() -> bytes:
+    """A new RSA-2048 private key, PEM-encoded."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return DkimSigner(domain, selector, pem)
+
+
+def rsa_signer(domain: str = "example.org", selector: str = "bench") -> DkimSigner:
+    return DkimSigner(domain, selector, rsa_pem())

@@ -383,15 +383,12 @@ def _claim(
 
 
 def _unwanted(
-    session: Session, campaign_id: int, delivery_ids: Sequence[int]
+    session: Session, campaign_id: int, subscriber_ids: Sequence[int]
 ) -> tuple[str, set[int]]:
-    """(campaign status, ids whose subscriber left or was suppressed since the claim)."""
+    """(campaign status, subscribers who left or were suppressed since the claim)."""
     status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     gone = session.scalars(
-        select(Delivery.id).where(
-            Delivery.id.in_(delivery_ids),
-            ~exists().where(Subscriber.id == Delivery.subscriber_id, mailable()),
-        )
+        select(Subscriber.id).where(Subscriber.id.in_(subscriber_ids), ~mailable())
     ).all()
     return str(status), set(gone)
 
@@ -499,14 +496,14 @@ def send_batch(
                 or clock() - last_check >= config.recheck_seconds
             ):
                 with units() as session:
-                    status, gone = _unwanted(session, campaign_id, [d for d, _ in pending])
+                    status, gone = _unwanted(session, campaign_id, [s for _, s in pending])
                 last_check, since_check = clock(), 0
                 if status != CampaignStatus.RUNNING:
                     outcome.stopped = f"campaign {status}"
                     break
                 if gone:
-                    suppressed.extend(d for d, _ in pending if d in gone)
-                    pending = [(d, s) for d, s in pending if d not in gone]
+                    suppressed.extend(d for d, s in pending if s in gone)
+                    pending = [(d, s) for d, s in pending if s not in gone]
                     continue
             delivery_id, subscriber_id = pending[0]
             subscriber = subscribers.get(subscriber_id)

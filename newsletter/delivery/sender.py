@@ -98,15 +98,51 @@ class SMTPSender:
         if self._client is None:
             self._client = self._connect()
         try:
-            self._client.sendmail(message.mail_from, [message.rcpt_to], message.data)
-        except smtplib.SMTPRecipientsRefused as e:
-            code, reply = e.recipients[message.rcpt_to]
-            self._raise_for(code, reply)
+            self._transact(self._client, message)
         except smtplib.SMTPResponseException as e:
             self._raise_for(e.smtp_code, e.smtp_error)
         except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as e:
             self._client = None
             raise TransientDeliveryError("connection lost while sending") from e
+
+    @staticmethod
+    def _transact(client: smtplib.SMTP, message: OutgoingMessage) -> None:
+        """One MAIL/RCPT/DATA transaction, pipelined when the server allows (RFC 2920).
+
+        smtplib's sendmail dot-stuffs with two regular expressions per message
+        (about 200 µs for 40 KB); the bytes from delivery.mime already end lines
+        with CRLF, so one bytes.replace does the same job.
+        """
+        client.ehlo_or_helo_if_needed()
+        envelope = f"MAIL FROM:<{message.mail_from}>\r\nRCPT TO:<{message.rcpt_to}>\r\n"
+        if client.has_extn("pipelining"):
+            client.send(envelope + "DATA\r\n")
+            replies = [client.getreply() for _ in range(3)]
+        else:
+            replies = []
+            for command in (*envelope.splitlines(), "DATA"):
+                client.putcmd(command)
+                replies.append(client.getreply())
+                if replies[-1][0] not in (250, 251, 354):
+                    break
+        expected = ((250,), (250, 251), (354,))
+        refused = next(
+            (reply for reply, ok in zip(replies, expected, strict=False) if reply[0] not in ok),
+            None,
+        )
+        if refused is not None:
+            if replies[-1][0] == 354:  # in DATA after all: end it empty, then give up
+                client.send(b".\r\n")
+                client.getreply()
+            client.rset()
+            raise smtplib.SMTPResponseException(*refused)
+        body = message.data.replace(b"\r\n.", b"\r\n..")
+        if body.startswith(b"."):
+            body = b"." + body
+        client.send(body + b".\r\n")
+        code, reply = client.getreply()
+        if code != 250:
+            raise smtplib.SMTPResponseException(code, reply)
 
     @staticmethod
     def _raise_for(code: int, reply: bytes | str) -> None:

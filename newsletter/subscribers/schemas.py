@@ -18,7 +18,10 @@ def normalise_email(value: str) -> str:
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError("the email address contains a line break or control character")
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        # No SMTPUTF8: every relay takes an ASCII address, and IDN domains are
+        # kept in their ASCII (punycode) form.
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+        return checked.ascii_email or checked.normalized
     except EmailNotValidError as e:
         raise ValueError(str(e)) from e
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.delivery.dev_inbox import InboxMessage
+from newsletter.delivery.dev_inbox import InboxHandler, InboxMessage
 from newsletter.delivery.mime import build_message
 from newsletter.delivery.sender import (
     PermanentDeliveryError,
@@ -124,3 +124,58 @@ def test_configured_dkim_signs_what_leaves_and_dkimpy_verifies_it(
     names = {name.strip().lower() for name in signed.group(1).split(b":")}
     assert {b"from", b"to", b"subject", b"date", b"message-id", b"list-unsubscribe",
             b"list-unsubscribe-post"} <= names  # fmt: skip
+
+
+class SelectiveInbox(InboxHandler):
+    """The dev inbox, refusing one address with 550 and optionally offering PIPELINING."""
+
+    def __init__(self, folder: Path, *, refuse: str, pipelining: bool) -> None:
+        super().__init__(folder)
+        self.refuse = refuse
+        self.pipelining = pipelining
+
+    async def handle_EHLO(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address == self.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_a_refused_recipient_leaves_the_connection_usable(tmp_path: Path, pipelining: bool) -> None:
+    port = free_port()
+    inbox = SelectiveInbox(tmp_path / "inbox", refuse="gone@example.org", pipelining=pipelining)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    sender = SMTPSender(SMTPConfig.from_url(f"smtp://127.0.0.1:{port}"))
+
+    def message(to: str, body: str) -> Any:
+        return build_message(
+            from_name="Letter", from_address="newsletter@example.org", to_address=to,
+            subject="Hi", text=body, html=f"<p>{body}</p>", domain="example.org",
+        )  # fmt: skip
+
+    try:
+        sender.send(message("one@example.org", ".a line that starts with a dot\n."))
+        with pytest.raises(PermanentDeliveryError, match="550"):
+            sender.send(message("gone@example.org", "never"))
+        sender.send(message("two@example.org", "after the refusal"))
+    finally:
+        sender.close()
+        controller.stop()
+    received = inbox.wait_for(2)
+    assert sorted(m.to for m in received) == ["one@example.org", "two@example.org"]
+    first = next(m for m in received if m.to == "one@example.org").parsed()
+    text = first.get_body(preferencelist=("plain",))
+    assert text is not None
+    assert text.get_content().replace("\r\n", "\n") == ".a line that starts with a dot\n."
