@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from newsletter.config import Settings
 from newsletter.delivery.mime import MessageTemplate, OutgoingMessage, prepare_message
 from newsletter.rendering.campaigns import render_broadcast
-from newsletter.rendering.personal import personal_values
-from newsletter.subscribers.models import Subscriber
+from newsletter.rendering.personal import Recipient, personal_values
 from newsletter.subscribers.tokens import TokenSigner
 
 
@@ -39,7 +38,7 @@ class BroadcastEdition:
             )
         return self.variants["all"]
 
-    def message_for(self, subscriber: Subscriber, *, signer: TokenSigner) -> OutgoingMessage | None:
+    def message_for(self, subscriber: Recipient, *, signer: TokenSigner) -> OutgoingMessage | None:
         values = personal_values(
             subscriber.id, subscriber.name, base_url=self.settings.effective_base_url, signer=signer
         )

@@ -20,7 +20,7 @@ from newsletter.content.service import articles_published_between, list_topics
 from newsletter.delivery.mime import MessageTemplate, OutgoingMessage, prepare_message
 from newsletter.errors import DomainError
 from newsletter.rendering.campaigns import DigestSection, render_digest
-from newsletter.rendering.personal import personal_values
+from newsletter.rendering.personal import Recipient, personal_values
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import get_subscriber_by_email
 from newsletter.subscribers.tokens import TokenSigner
@@ -87,9 +87,9 @@ class DigestEdition:
     def period_label(self) -> str:
         return f"between {self.start:%B %-d} and {self.end - timedelta(seconds=1):%B %-d}"
 
-    def message_for(self, subscriber: Subscriber, *, signer: TokenSigner) -> OutgoingMessage | None:
+    def message_for(self, subscriber: Recipient, *, signer: TokenSigner) -> OutgoingMessage | None:
         """The subscriber's digest, or None when none of their topics has new articles."""
-        key = self.variant_key([topic.id for topic in subscriber.topics])
+        key = self.variant_key(subscriber.topic_ids)
         if not key:
             return None
         values = personal_values(
@@ -129,6 +129,16 @@ def last_week(now: datetime) -> tuple[datetime, datetime]:
     return now - timedelta(days=7), now
 
 
+def recipient_of(subscriber: Subscriber) -> Recipient:
+    """A loaded subscriber as the campaign code sees it."""
+    return Recipient(
+        id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        topic_ids=tuple(topic.id for topic in subscriber.topics),
+    )
+
+
 class DigestPreviewError(DomainError):
     """There is nothing to preview for this address; the message says why."""
 
@@ -142,7 +152,7 @@ def preview_digest(
         raise DigestPreviewError(f"no subscriber with address {email}")
     start, end = last_week(now)
     message = load_edition(session, start=start, end=end, settings=settings).message_for(
-        subscriber, signer=signer
+        recipient_of(subscriber), signer=signer
     )
     if message is None:
         topics = ", ".join(subscriber.topic_slugs) or "no topics"

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import CursorResult, Engine, Executable, exists, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from newsletter.campaigns.audience import audience_filter, mailable
 from newsletter.campaigns.broadcast import BroadcastEdition
@@ -42,7 +42,8 @@ from newsletter.delivery.mime import OutgoingMessage
 from newsletter.delivery.sender import PermanentDeliveryError, Sender, TransientDeliveryError
 from newsletter.errors import DomainError
 from newsletter.queue import enqueue, enqueue_later
-from newsletter.subscribers.models import Subscriber, SuppressionReason
+from newsletter.rendering.personal import Recipient
+from newsletter.subscribers.models import Subscriber, SuppressionReason, subscriber_topics
 from newsletter.subscribers.service import suppress
 from newsletter.subscribers.tokens import TokenSigner
 
@@ -61,6 +62,10 @@ class CampaignError(DomainError):
 @dataclass(frozen=True)
 class RunnerConfig:
     plan_chunk: int = 1000
+    # A planner run stops after this many chunks and queues its own continuation
+    # behind the batches it queued, so planning a large audience never keeps a
+    # worker process from sending for long.
+    plan_chunks_per_run: int = 5
     batch_size: int = 200
     # Results are written every `result_every` messages: a crash repeats at most that many.
     result_every: int = 50
@@ -73,7 +78,7 @@ class RunnerConfig:
 
 class Edition(Protocol):
     def message_for(
-        self, subscriber: Subscriber, *, signer: TokenSigner
+        self, subscriber: Recipient, *, signer: TokenSigner
     ) -> OutgoingMessage | None: ...
 
 
@@ -236,7 +241,7 @@ def plan_campaign(
     if requeue:
         _requeue_waiting(units, campaign_id, config=config)
     planned = 0
-    while True:
+    for chunk in range(config.plan_chunks_per_run + 1):
         with units() as session:
             campaign = session.get(Campaign, campaign_id, with_for_update=True)
             if campaign is None or campaign.status != CampaignStatus.RUNNING:
@@ -254,6 +259,9 @@ def plan_campaign(
                 campaign.planned = True
                 session.flush()
                 finish_if_complete(session, campaign_id)
+                return planned
+            if chunk == config.plan_chunks_per_run:
+                enqueue(session, PLAN_CAMPAIGN, campaign_id)
                 return planned
             now = utcnow()
             delivery_ids = session.scalars(
@@ -277,6 +285,7 @@ def plan_campaign(
             campaign.cursor = ids[-1]
             _enqueue_batches(session, campaign_id, sorted(delivery_ids), config.batch_size)
             planned += len(delivery_ids)
+    return planned
 
 
 def _requeue_waiting(units: UnitOfWork, campaign_id: int, *, config: RunnerConfig) -> None:
@@ -345,6 +354,25 @@ def edition_for(session: Session, campaign: Campaign, *, settings: Settings) -> 
             )
         _edition_cache[key] = edition
     return edition
+
+
+def _recipients(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Recipient]:
+    """Plain rows for a batch: building ORM objects cost more than the MIME did."""
+    topics: dict[int, list[int]] = {}
+    for subscriber_id, topic_id in session.execute(
+        select(subscriber_topics.c.subscriber_id, subscriber_topics.c.topic_id).where(
+            subscriber_topics.c.subscriber_id.in_(subscriber_ids)
+        )
+    ):
+        topics.setdefault(subscriber_id, []).append(topic_id)
+    return {
+        row.id: Recipient(row.id, row.email, row.name, tuple(topics.get(row.id, ())))
+        for row in session.execute(
+            select(Subscriber.id, Subscriber.email, Subscriber.name).where(
+                Subscriber.id.in_(subscriber_ids)
+            )
+        )
+    }
 
 
 def _claim(
@@ -460,14 +488,7 @@ def send_batch(
             outcome.stopped = "nothing to claim"
             return outcome
         edition = edition_for(session, campaign, settings=settings)
-        subscribers = {
-            s.id: s
-            for s in session.scalars(
-                select(Subscriber)
-                .where(Subscriber.id.in_([sid for _, sid in claimed]))
-                .options(selectinload(Subscriber.topics))
-            )
-        }
+        subscribers = _recipients(session, [sid for _, sid in claimed])
 
     pending: list[tuple[int, int]] = list(claimed)
     sent: list[int] = []

@@ -7,14 +7,19 @@ RFC 2047 encoded-words, which mailbox providers do not decode in that header.
 
 from __future__ import annotations
 
+import base64
 import binascii
+import hashlib
 import html
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.header import Header
 from email.utils import formataddr, formatdate
+from typing import Any
+
+from newsletter.delivery.dkim import relaxed_lines
 
 CRLF = "\r\n"
 
@@ -31,6 +36,8 @@ class OutgoingMessage:
     rcpt_to: str
     data: bytes
     message_id: str
+    # DKIM bh= of the body, when the template could compute it cheaply.
+    body_hash: str | None = None
 
 
 def _check(value: str) -> str:
@@ -108,6 +115,11 @@ class MessageTemplate:
     head: bytes
     body: tuple[bytes | _Field, ...]
     field_names: frozenset[str]
+    # The body's DKIM relaxed canonicalisation, done once: the SHA-256 state of
+    # the part before the first field, and the canonical pieces after it.
+    # Every chunk ends at a CRLF, and relaxed canonicalisation works line by line.
+    body_prefix_hash: Any = field(repr=False, compare=False, default=None)
+    canonical_rest: tuple[bytes | _Field, ...] = field(repr=False, compare=False, default=())
 
     def render(
         self,
@@ -146,8 +158,15 @@ class MessageTemplate:
                 *(encoded[chunk] if isinstance(chunk, _Field) else chunk for chunk in self.body),
             )
         )
+        body_hash = self.body_prefix_hash.copy()
+        for chunk in self.canonical_rest:
+            body_hash.update(relaxed_lines(encoded[chunk]) if isinstance(chunk, _Field) else chunk)
         return OutgoingMessage(
-            mail_from=self.mail_from, rcpt_to=to_address, data=data, message_id=message_id
+            mail_from=self.mail_from,
+            rcpt_to=to_address,
+            data=data,
+            message_id=message_id,
+            body_hash=base64.b64encode(body_hash.digest()).decode("ascii"),
         )
 
 
@@ -188,12 +207,22 @@ def prepare_message(
         )
         body.extend(_chunks(content, escape_html=subtype == "html"))
     body.append(f"--{boundary}--{CRLF}".encode("ascii"))
+    first_field = next((i for i, c in enumerate(body) if isinstance(c, _Field)), len(body))
+    prefix = hashlib.sha256()
+    for chunk in body[:first_field]:
+        assert isinstance(chunk, bytes)
+        prefix.update(relaxed_lines(chunk))
     return MessageTemplate(
         mail_from=from_address,
         domain=domain,
         head=head.encode("ascii"),
         body=tuple(body),
         field_names=frozenset(chunk.name for chunk in body if isinstance(chunk, _Field)),
+        body_prefix_hash=prefix,
+        canonical_rest=tuple(
+            chunk if isinstance(chunk, _Field) else relaxed_lines(chunk)
+            for chunk in body[first_field:]
+        ),
     )
 
 

@@ -179,7 +179,8 @@ class SigningSender:
         self._signer = signer
 
     def send(self, message: OutgoingMessage) -> None:
-        self._inner.send(replace(message, data=self._signer.sign(message.data)))
+        signed = self._signer.sign(message.data, body_hash=message.body_hash)
+        self._inner.send(replace(message, data=signed))
 
     def close(self) -> None:
         self._inner.close()

@@ -6,10 +6,22 @@ fields; `delivery.mime.MessageTemplate.render` fills in each recipient's values.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from newsletter.delivery.mime import field_marker
 from newsletter.subscribers.tokens import TokenSigner
 
 PERSONAL_FIELDS = ("greeting_name", "preferences_url", "unsubscribe_url")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What a campaign message needs of a subscriber: loaded as plain rows, not ORM objects."""
+
+    id: int
+    email: str
+    name: str
+    topic_ids: tuple[int, ...] = ()
 
 
 def marker_context() -> dict[str, str]:

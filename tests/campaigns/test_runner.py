@@ -314,3 +314,17 @@ def test_steering_a_campaign_in_the_wrong_state_is_refused(session: Session) -> 
         runner.start_campaign(session, campaign.id)
     with pytest.raises(runner.CampaignError, match="no campaign"):
         runner.pause_campaign(session, 999_999)
+
+
+def test_a_large_audience_is_planned_in_runs_that_queue_their_continuation(
+    session: Session, readers: list[Subscriber]
+) -> None:
+    campaign = _digest_campaign(session)
+    small = runner.RunnerConfig(plan_chunk=1, plan_chunks_per_run=2)
+    first = runner.plan_campaign(units_in(session), campaign.id, config=small)
+    session.refresh(campaign)
+    assert first == 2 and not campaign.planned
+    second = runner.plan_campaign(units_in(session), campaign.id, config=small)
+    session.refresh(campaign)
+    assert second == 1 and campaign.planned
+    assert len(_statuses(session, campaign)) == 3

@@ -375,3 +375,30 @@ def test_load_signer_reads_the_key_file(tmp_path: Path, ed25519_key: Key) -> Non
     signer = load_signer(DOMAIN, SELECTOR, key_path)
     assert signer.algorithm == "ed25519-sha256"
     assert verify(signer.sign(newsletter_message()), ed25519_key)
+
+
+def test_a_templates_precomputed_body_hash_matches_and_verifies(key: Key) -> None:
+    from newsletter.delivery.mime import field_marker, prepare_message
+
+    template = prepare_message(
+        from_name="Spine & Pain Health Letter",
+        from_address="newsletter@example.org",
+        subject="3 new articles on Spine & MRI",
+        text=f"Hello{field_marker('greeting_name')},\n\n  spaced   words\t\there  \n"
+        + "x" * 200
+        + f"\nUnsubscribe: {field_marker('unsubscribe_url')}\n",
+        html=f"<p>Hello{field_marker('greeting_name')},</p>\n<p>  a  b  </p>"
+        + f'<a href="{field_marker("unsubscribe_url")}">unsubscribe</a>\n\n',
+        domain=DOMAIN,
+    )
+    message = template.render(
+        to_address="zoe@example.org",
+        fields={"greeting_name": " Zoë  <b>", "unsubscribe_url": UNSUBSCRIBE_URL},
+        list_unsubscribe=[UNSUBSCRIBE_URL],
+    )
+    signer = DkimSigner(DOMAIN, SELECTOR, key.pem)
+    fast = signer.sign(message.data, timestamp=1_700_000_000, body_hash=message.body_hash)
+    slow = signer.sign(message.data, timestamp=1_700_000_000)
+    bh = re.compile(rb"bh=([^;]+);")
+    assert bh.search(fast).group(1) == bh.search(slow).group(1)  # type: ignore[union-attr]
+    assert dkim.verify(fast, dnsfunc=key.dnsfunc)

@@ -18,7 +18,7 @@ from email.policy import default as default_policy
 import pytest
 from sqlalchemy.orm import Session
 
-from newsletter.campaigns.digest import last_week, load_edition
+from newsletter.campaigns.digest import last_week, load_edition, recipient_of
 from newsletter.config import Settings, get_settings
 from newsletter.content.models import Article
 from newsletter.db import make_engine, utcnow
@@ -159,7 +159,7 @@ def _build_samples(session: Session, settings: Settings) -> dict[str, SampleEmai
     _digest_articles(session)
     start, end = last_week(utcnow())
     edition = load_edition(session, start=start, end=end, settings=settings)
-    digest = edition.message_for(reader, signer=signer)
+    digest = edition.message_for(recipient_of(reader), signer=signer)
     assert digest is not None, "the sample reader's digest is empty"
     raw["digest"] = digest.data
 
