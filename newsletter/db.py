@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -145,3 +145,18 @@ def dialect_insert(session: Session, table: Any) -> Any:
 
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def in_ids(session: Session, column: Any, ids: Sequence[int]) -> Any:
+    """`column IN ids`, as `= ANY(array)` on PostgreSQL.
+
+    An IN list renders one placeholder per id, so every batch is a new
+    statement for the driver to parse; an array is one parameter and one
+    statement text, whatever the batch holds.
+    """
+    from sqlalchemy import Integer, any_, bindparam
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer())))
+    return column.in_(list(ids))

@@ -37,7 +37,7 @@ from newsletter.campaigns.models import (
     DeliveryStatus,
 )
 from newsletter.config import Settings
-from newsletter.db import UTCDateTime, dialect_insert, utcnow
+from newsletter.db import UTCDateTime, dialect_insert, in_ids, utcnow
 from newsletter.delivery.mime import OutgoingMessage
 from newsletter.delivery.sender import PermanentDeliveryError, Sender, TransientDeliveryError
 from newsletter.errors import DomainError
@@ -315,7 +315,9 @@ def _requeue_waiting(units: UnitOfWork, campaign_id: int, *, config: RunnerConfi
             ).all()
             if not ids:
                 return
-            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(queued_at=utcnow()))
+            session.execute(
+                update(Delivery).where(in_ids(session, Delivery.id, ids)).values(queued_at=utcnow())
+            )
             _enqueue_batches(session, campaign_id, ids, config.batch_size)
             after = ids[-1]
 
@@ -372,7 +374,7 @@ def _recipients(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Re
     topics: dict[int, list[int]] = {}
     for subscriber_id, topic_id in session.execute(
         select(subscriber_topics.c.subscriber_id, subscriber_topics.c.topic_id).where(
-            subscriber_topics.c.subscriber_id.in_(subscriber_ids)
+            in_ids(session, subscriber_topics.c.subscriber_id, subscriber_ids)
         )
     ):
         topics.setdefault(subscriber_id, []).append(topic_id)
@@ -380,7 +382,7 @@ def _recipients(session: Session, subscriber_ids: Sequence[int]) -> dict[int, Re
         row.id: Recipient(row.id, row.email, row.name, tuple(topics.get(row.id, ())))
         for row in session.execute(
             select(Subscriber.id, Subscriber.email, Subscriber.name).where(
-                Subscriber.id.in_(subscriber_ids)
+                in_ids(session, Subscriber.id, subscriber_ids)
             )
         )
     }
@@ -399,7 +401,7 @@ def _claim(
     claimed = session.execute(
         update(Delivery)
         .where(
-            Delivery.id.in_(delivery_ids),
+            in_ids(session, Delivery.id, delivery_ids),
             Delivery.campaign_id == campaign_id,
             Delivery.status == DeliveryStatus.QUEUED,
             running,
@@ -411,7 +413,7 @@ def _claim(
     session.execute(
         update(Delivery)
         .where(
-            Delivery.id.in_(delivery_ids),
+            in_ids(session, Delivery.id, delivery_ids),
             Delivery.status == DeliveryStatus.QUEUED,
             running,
             ~wanted,
@@ -427,7 +429,7 @@ def _unwanted(
     """(campaign status, subscribers who left or were suppressed since the claim)."""
     status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
     gone = session.scalars(
-        select(Subscriber.id).where(Subscriber.id.in_(subscriber_ids), ~mailable())
+        select(Subscriber.id).where(in_ids(session, Subscriber.id, subscriber_ids), ~mailable())
     ).all()
     return str(status), set(gone)
 
@@ -443,13 +445,15 @@ def _write_results(
     if sent:
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(sent), Delivery.status == DeliveryStatus.SENDING)
+            .where(in_ids(session, Delivery.id, sent), Delivery.status == DeliveryStatus.SENDING)
             .values(status=DeliveryStatus.SENT, sent_at=now)
         )
     if suppressed:
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(suppressed), Delivery.status == DeliveryStatus.SENDING)
+            .where(
+                in_ids(session, Delivery.id, suppressed), Delivery.status == DeliveryStatus.SENDING
+            )
             .values(status=DeliveryStatus.SUPPRESSED)
         )
     for delivery_id, error in bounced:
@@ -580,7 +584,8 @@ def _release(
             session,
             update(Delivery)
             .where(
-                Delivery.id.in_([d for d, _ in unsent]), Delivery.status == DeliveryStatus.SENDING
+                in_ids(session, Delivery.id, [d for d, _ in unsent]),
+                Delivery.status == DeliveryStatus.SENDING,
             )
             .values(
                 status=DeliveryStatus.QUEUED,
@@ -601,7 +606,7 @@ def _release(
         ids = [d for d, _ in transient]
         attempts = dict(
             session.execute(
-                select(Delivery.id, Delivery.attempts).where(Delivery.id.in_(ids))
+                select(Delivery.id, Delivery.attempts).where(in_ids(session, Delivery.id, ids))
             ).all()
         )
         for delivery_id, error in transient:
@@ -650,7 +655,7 @@ def recover_stale_deliveries(
     ids = [delivery_id for _, delivery_id in stale]
     session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(ids))
+        .where(in_ids(session, Delivery.id, ids))
         .values(status=DeliveryStatus.QUEUED, queued_at=utcnow())
     )
     by_campaign: dict[int, list[int]] = {}

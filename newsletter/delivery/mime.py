@@ -13,6 +13,7 @@ import hashlib
 import html
 import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.header import Header
@@ -38,6 +39,18 @@ class OutgoingMessage:
     message_id: str
     # DKIM bh= of the body, when the template could compute it cheaply.
     body_hash: str | None = None
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The Date header value, formatted once per second rather than per message."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 def _check(value: str) -> str:
@@ -115,6 +128,7 @@ class MessageTemplate:
     head: bytes
     body: tuple[bytes | _Field, ...]
     field_names: frozenset[str]
+    field_positions: tuple[int, ...]
     # The body's DKIM relaxed canonicalisation, done once: the SHA-256 state of
     # the part before the first field, and the canonical pieces after it.
     # Every chunk ends at a CRLF, and relaxed canonicalisation works line by line.
@@ -135,8 +149,9 @@ class MessageTemplate:
             raise KeyError(f"no value for field(s) {sorted(missing)}")
         message_id = f"<{secrets.token_hex(16)}@{self.domain}>"
         head = [
-            f"To: {format_address('', to_address)}",
-            f"Date: {formatdate(usegmt=True)}",
+            # Addresses are validated ASCII (no SMTPUTF8), so no encoding is needed.
+            f"To: {_check(to_address)}",
+            f"Date: {_date_now()}",
             f"Message-ID: {message_id}",
         ]
         if list_unsubscribe:
@@ -147,17 +162,16 @@ class MessageTemplate:
             if any(url.startswith(("https://", "http://")) for url in list_unsubscribe):
                 head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         encoded: dict[_Field, bytes] = {}
-        for chunk in self.body:
-            if isinstance(chunk, _Field) and chunk not in encoded:
+        parts: list[bytes | _Field] = [(CRLF.join(head) + CRLF).encode("ascii"), self.head]
+        parts.extend(self.body)
+        for position in self.field_positions:
+            chunk = parts[position + 2]
+            assert isinstance(chunk, _Field)
+            if chunk not in encoded:
                 value = _check(values[chunk.name])
                 encoded[chunk] = _qp(html.escape(value) if chunk.escape_html else value)
-        data = b"".join(
-            (
-                (CRLF.join(head) + CRLF).encode("ascii"),
-                self.head,
-                *(encoded[chunk] if isinstance(chunk, _Field) else chunk for chunk in self.body),
-            )
-        )
+            parts[position + 2] = encoded[chunk]
+        data = b"".join(parts)  # type: ignore[arg-type]  # every _Field was replaced above
         body_hash = self.body_prefix_hash.copy()
         for chunk in self.canonical_rest:
             body_hash.update(relaxed_lines(encoded[chunk]) if isinstance(chunk, _Field) else chunk)
@@ -218,6 +232,7 @@ def prepare_message(
         head=head.encode("ascii"),
         body=tuple(body),
         field_names=frozenset(chunk.name for chunk in body if isinstance(chunk, _Field)),
+        field_positions=tuple(i for i, chunk in enumerate(body) if isinstance(chunk, _Field)),
         body_prefix_hash=prefix,
         canonical_rest=tuple(
             chunk if isinstance(chunk, _Field) else relaxed_lines(chunk)
