@@ -12,6 +12,7 @@ from newsletter.db import unit_of_work
 from newsletter.delivery.ratelimit import limits_for
 from newsletter.delivery.sender import SMTPConfig, TransientDeliveryError, make_sender
 from newsletter.queue import celery_app, redis_client
+from newsletter.rendering.cache import RedisRenderCache
 from newsletter.subscribers import service as subscribers
 from newsletter.subscribers.emails import LifecycleEmail, send_lifecycle_email
 from newsletter.subscribers.tokens import signer_for
@@ -121,6 +122,7 @@ def send_batch(campaign_id: int, delivery_ids: list[int]) -> dict[str, int | str
             ),
             config=runner_config(settings),
             acquire=None if limiter.unlimited else limiter.acquire,
+            render_cache=RedisRenderCache(redis_client()),
         )
     log.info("campaign %s batch: %s", campaign_id, outcome)
     return {

@@ -19,6 +19,7 @@ from newsletter.content.models import Article, Topic
 from newsletter.content.service import articles_published_between, list_topics
 from newsletter.delivery.mime import MessageTemplate, OutgoingMessage, prepare_message
 from newsletter.errors import DomainError
+from newsletter.rendering.cache import RenderCache
 from newsletter.rendering.campaigns import DigestSection, render_digest
 from newsletter.rendering.personal import Recipient, personal_values
 from newsletter.subscribers.models import Subscriber
@@ -39,6 +40,10 @@ class DigestEdition:
     settings: Settings
     campaign_id: str = "digest"
     variants: dict[VariantKey, MessageTemplate] = field(default_factory=dict)
+    # Shared between worker processes; its keys start with `cache_key`, which
+    # must name this campaign uniquely.
+    render_cache: RenderCache | None = None
+    cache_key: str = ""
 
     def variant_key(self, topic_ids: Sequence[int]) -> VariantKey:
         """The topics among `topic_ids` that have new articles: the variant's identity."""
@@ -58,11 +63,16 @@ class DigestEdition:
             for topic in self.topics
             if topic.id in key
         ]
-        rendered = render_digest(
-            [section for section in sections if section.articles],
-            settings=self.settings,
-            period_label=self.period_label,
-        )
+        shared_key = f"{self.cache_key}:{','.join(map(str, sorted(key)))}"
+        rendered = self.render_cache.get(shared_key) if self.render_cache else None
+        if rendered is None:
+            rendered = render_digest(
+                [section for section in sections if section.articles],
+                settings=self.settings,
+                period_label=self.period_label,
+            )
+            if self.render_cache is not None:
+                self.render_cache.put(shared_key, rendered)
         return prepare_message(
             from_name=self.settings.from_name,
             from_address=self.settings.from_address,

@@ -42,6 +42,7 @@ from newsletter.delivery.mime import OutgoingMessage
 from newsletter.delivery.sender import PermanentDeliveryError, Sender, TransientDeliveryError
 from newsletter.errors import DomainError
 from newsletter.queue import enqueue, enqueue_later
+from newsletter.rendering.cache import RenderCache
 from newsletter.rendering.personal import Recipient
 from newsletter.subscribers.models import Subscriber, SuppressionReason, subscriber_topics
 from newsletter.subscribers.service import suppress
@@ -344,8 +345,14 @@ class BatchOutcome:
 _edition_cache: dict[tuple[str, int, str], Edition] = {}
 
 
-def edition_for(session: Session, campaign: Campaign, *, settings: Settings) -> Edition:
-    """The campaign's edition, loaded (and its variants rendered) once per process."""
+def edition_for(
+    session: Session,
+    campaign: Campaign,
+    *,
+    settings: Settings,
+    render_cache: RenderCache | None = None,
+) -> Edition:
+    """The campaign's edition, loaded once per process, its variants rendered once."""
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
     key = (str(engine.url), campaign.id, campaign.created_at.isoformat())
@@ -358,6 +365,8 @@ def edition_for(session: Session, campaign: Campaign, *, settings: Settings) -> 
             edition = load_edition(
                 session, start=campaign.period_start, end=campaign.period_end, settings=settings
             )
+            edition.render_cache = render_cache
+            edition.cache_key = f"campaign-{campaign.id}-{campaign.created_at.timestamp():.6f}"
         else:
             edition = BroadcastEdition(
                 subject=campaign.subject,
@@ -487,6 +496,7 @@ def send_batch(
     signer: TokenSigner,
     config: RunnerConfig,
     acquire: Callable[[int], object] | None = None,
+    render_cache: RenderCache | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> BatchOutcome:
     """Claim, send and record one batch of the ledger. Safe to run twice at once."""
@@ -502,7 +512,7 @@ def send_batch(
             finish_if_complete(session, campaign_id)
             outcome.stopped = "nothing to claim"
             return outcome
-        edition = edition_for(session, campaign, settings=settings)
+        edition = edition_for(session, campaign, settings=settings, render_cache=render_cache)
         subscribers = _recipients(session, [sid for _, sid in claimed])
 
     pending: list[tuple[int, int]] = list(claimed)

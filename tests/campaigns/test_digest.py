@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
@@ -142,3 +143,25 @@ def test_preview_matches_what_the_subscriber_would_receive(
         preview_digest(
             session, "nobody@example.org", now=utcnow(), settings=settings, signer=signer
         )
+
+
+def test_a_variant_rendered_by_one_process_is_reused_by_the_next(
+    session: Session, settings: Settings, signer: TokenSigner
+) -> None:
+    import redis as redis_lib
+
+    from newsletter.rendering.cache import RedisRenderCache
+
+    make_article(session, topics=["spine-mri"])
+    reader = make_subscriber(session, topics=("spine-mri",))
+    cache = RedisRenderCache(redis_lib.Redis.from_url(settings.effective_redis_url), ttl_seconds=60)
+    key = f"test-{uuid.uuid4().hex}"
+    first, second = _edition(session, settings), _edition(session, settings)
+    for edition in (first, second):
+        edition.render_cache, edition.cache_key = cache, key
+    with mock.patch.object(digest, "render_digest", wraps=digest.render_digest) as render:
+        one = first.message_for(recipient_of(reader), signer=signer)
+        two = second.message_for(recipient_of(reader), signer=signer)
+    assert render.call_count == 1
+    assert one is not None and two is not None
+    assert _parts(_parse(one.data))[1] == _parts(_parse(two.data))[1]
