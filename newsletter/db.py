@@ -9,7 +9,17 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    CursorResult,
+    DateTime,
+    Dialect,
+    Engine,
+    Executable,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from newsletter.config import get_settings
@@ -160,3 +170,10 @@ def in_ids(session: Session, column: Any, ids: Sequence[int]) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer())))
     return column.in_(list(ids))
+
+
+def rowcount(session: Session, statement: Executable) -> int:
+    """Run a guarded UPDATE or DELETE; how many rows it changed (0: someone else won)."""
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return result.rowcount or 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from newsletter.config import Settings
-from newsletter.delivery.mime import MessageTemplate, OutgoingMessage, prepare_message
-from newsletter.rendering.campaigns import render_broadcast
+from newsletter.delivery.mime import MessageTemplate, OutgoingMessage
+from newsletter.rendering.campaigns import campaign_template, render_broadcast
 from newsletter.rendering.personal import Recipient, personal_values
 from newsletter.subscribers.tokens import TokenSigner
 
@@ -23,18 +23,12 @@ class BroadcastEdition:
         """The one variant, rendered and inlined on first use."""
         if "all" not in self.variants:
             rendered = render_broadcast(self.subject, self.body_markdown, settings=self.settings)
-            self.variants["all"] = prepare_message(
-                from_name=self.settings.from_name,
-                from_address=self.settings.from_address,
-                subject=rendered.subject,
-                text=rendered.text,
-                html=rendered.html,
-                domain=self.settings.sending_domain,
-                extra_headers={
-                    "List-Id": f"{self.settings.publisher_name} announcements "
-                    f"<news.{self.settings.sending_domain}>",
-                    "Feedback-ID": f"{self.campaign_id}:broadcast:newsletter",
-                },
+            self.variants["all"] = campaign_template(
+                rendered,
+                settings=self.settings,
+                list_name="announcements",
+                list_id="news",
+                feedback_id=f"{self.campaign_id}:broadcast",
             )
         return self.variants["all"]
 

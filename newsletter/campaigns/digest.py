@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.content.models import Article, Topic
 from newsletter.content.service import articles_published_between, list_topics
-from newsletter.delivery.mime import MessageTemplate, OutgoingMessage, prepare_message
+from newsletter.delivery.mime import MessageTemplate, OutgoingMessage
 from newsletter.errors import DomainError
 from newsletter.rendering.cache import RenderCache
-from newsletter.rendering.campaigns import DigestSection, render_digest
+from newsletter.rendering.campaigns import DigestSection, campaign_template, render_digest
 from newsletter.rendering.personal import Recipient, personal_values
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import get_subscriber_by_email
@@ -73,18 +73,12 @@ class DigestEdition:
             )
             if self.render_cache is not None:
                 self.render_cache.put(shared_key, rendered)
-        return prepare_message(
-            from_name=self.settings.from_name,
-            from_address=self.settings.from_address,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            domain=self.settings.sending_domain,
-            extra_headers={
-                "List-Id": f"{self.settings.publisher_name} weekly digest "
-                f"<digest.{self.settings.sending_domain}>",
-                "Feedback-ID": f"{self.campaign_id}:digest:newsletter",
-            },
+        return campaign_template(
+            rendered,
+            settings=self.settings,
+            list_name="weekly digest",
+            list_id="digest",
+            feedback_id=f"{self.campaign_id}:digest",
         )
 
     def _articles_not_seen_before(self, topic: Topic, key: VariantKey) -> list[Article]:

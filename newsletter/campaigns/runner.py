@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import CursorResult, Engine, Executable, exists, func, literal, select, update
+from sqlalchemy import Engine, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.campaigns.audience import audience_filter, mailable
@@ -37,7 +37,7 @@ from newsletter.campaigns.models import (
     DeliveryStatus,
 )
 from newsletter.config import Settings
-from newsletter.db import UTCDateTime, dialect_insert, in_ids, utcnow
+from newsletter.db import UTCDateTime, dialect_insert, in_ids, rowcount, utcnow
 from newsletter.delivery.mime import OutgoingMessage
 from newsletter.delivery.sender import PermanentDeliveryError, Sender, TransientDeliveryError
 from newsletter.errors import DomainError
@@ -81,12 +81,6 @@ class Edition(Protocol):
     def message_for(
         self, subscriber: Recipient, *, signer: TokenSigner
     ) -> OutgoingMessage | None: ...
-
-
-def _rowcount(session: Session, statement: Executable) -> int:
-    result = session.execute(statement)
-    assert isinstance(result, CursorResult)
-    return result.rowcount or 0
 
 
 # --- creating and steering campaigns ------------------------------------------------
@@ -141,7 +135,7 @@ def _transition(
     **values: object,
 ) -> bool:
     return bool(
-        _rowcount(
+        rowcount(
             session,
             update(Campaign)
             .where(Campaign.id == campaign_id, Campaign.status.in_(allowed))
@@ -205,7 +199,7 @@ def finish_if_complete(session: Session, campaign_id: int) -> bool:
         Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
     )
     return bool(
-        _rowcount(
+        rowcount(
             session,
             update(Campaign)
             .where(
@@ -590,7 +584,7 @@ def _release(
     """Put back what this batch did not hand over: retries, and rows a pause stopped."""
     now = utcnow()
     if unsent:
-        outcome.released = _rowcount(
+        outcome.released = rowcount(
             session,
             update(Delivery)
             .where(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from newsletter.config import Settings
 from newsletter.content.html import html_to_text, markdown_to_html
 from newsletter.content.models import Article, Topic
+from newsletter.delivery.mime import MessageTemplate, prepare_message
 from newsletter.rendering.emails import RenderedEmail, layout_context, render_email
 from newsletter.rendering.personal import marker_context
 
@@ -58,5 +59,24 @@ def render_broadcast(subject: str, body_markdown: str, *, settings: Settings) ->
             "body_html": body_html,
             "body_text": body_text,
             "preheader": body_text.split("\n", 1)[0][:150],
+        },
+    )
+
+
+def campaign_template(
+    rendered: RenderedEmail, *, settings: Settings, list_name: str, list_id: str, feedback_id: str
+) -> MessageTemplate:
+    """A rendered campaign variant encoded once, with its list headers (RFC 2919)."""
+    return prepare_message(
+        from_name=settings.from_name,
+        from_address=settings.from_address,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        domain=settings.sending_domain,
+        extra_headers={
+            "List-Id": f"{settings.publisher_name} {list_name} "
+            f"<{list_id}.{settings.sending_domain}>",
+            "Feedback-ID": f"{feedback_id}:newsletter",
         },
     )

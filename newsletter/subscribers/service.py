@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CursorResult, Executable, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.content.models import Topic
 from newsletter.content.service import resolve_topics
-from newsletter.db import dialect_insert, utcnow
+from newsletter.db import dialect_insert, rowcount, utcnow
 from newsletter.errors import DomainError
 from newsletter.queue import enqueue
 from newsletter.subscribers.models import (
@@ -237,7 +237,7 @@ def confirm(
     """
     now = now or utcnow()
     claim = signer.read_confirm_token(token)
-    activated = _rowcount(
+    activated = rowcount(
         session,
         update(Subscriber)
         .where(
@@ -272,7 +272,7 @@ def unsubscribe(
 ) -> UnsubscribeOutcome:
     """Stop all newsletter mail to a subscriber and suppress the address. Idempotent."""
     now = now or utcnow()
-    changed = _rowcount(
+    changed = rowcount(
         session,
         update(Subscriber)
         .where(
@@ -415,7 +415,7 @@ def erase_subscriber(session: Session, email: str) -> None:
 def expire_pending_signups(session: Session, *, older_than: timedelta) -> int:
     """Delete signups never confirmed within `older_than`; returns how many went."""
     cutoff = utcnow() - older_than
-    return _rowcount(
+    return rowcount(
         session,
         delete(Subscriber).where(
             Subscriber.status == SubscriberStatus.PENDING,
@@ -423,13 +423,6 @@ def expire_pending_signups(session: Session, *, older_than: timedelta) -> int:
             Subscriber.created_at < cutoff,
         ),
     )
-
-
-def _rowcount(session: Session, statement: Executable) -> int:
-    """Run a guarded UPDATE or DELETE; how many rows it changed (0: someone else won)."""
-    result = session.execute(statement)
-    assert isinstance(result, CursorResult)
-    return result.rowcount or 0
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -27,6 +27,13 @@ class ConfirmClaim:
     nonce: str
 
 
+def _confirm_claim(payload: object) -> ConfirmClaim:
+    match payload:
+        case [int(subscriber_id), str(nonce)]:
+            return ConfirmClaim(subscriber_id, nonce)
+    raise InvalidTokenError("this confirmation link is not valid")
+
+
 class TokenSigner:
     """Makes and checks the tokens of one signing key."""
 
@@ -53,10 +60,7 @@ class TokenSigner:
             raise ExpiredTokenError("this confirmation link has expired") from e
         except BadSignature as e:
             raise InvalidTokenError("this confirmation link is not valid") from e
-        match payload:
-            case [int(subscriber_id), str(nonce)]:
-                return ConfirmClaim(subscriber_id, nonce)
-        raise InvalidTokenError("this confirmation link is not valid")
+        return _confirm_claim(payload)
 
     def read_confirm_token_ignoring_age(self, token: str) -> ConfirmClaim:
         """The claim of a genuine confirm token, expired or not (to offer a fresh one)."""
@@ -64,10 +68,7 @@ class TokenSigner:
             payload = self._confirm.loads(token)
         except BadSignature as e:
             raise InvalidTokenError("this confirmation link is not valid") from e
-        match payload:
-            case [int(subscriber_id), str(nonce)]:
-                return ConfirmClaim(subscriber_id, nonce)
-        raise InvalidTokenError("this confirmation link is not valid")
+        return _confirm_claim(payload)
 
     def manage_token(self, subscriber_id: int) -> str:
         return self._manage.sign(str(subscriber_id)).decode("ascii")
