@@ -5,6 +5,13 @@ from celery.schedules import crontab
 from worker import app
 
 app.conf.beat_schedule = {
+    # Every five minutes: each time zone's digest goes out within five minutes of
+    # its local send time, and a second beat (or a restart) changes nothing.
+    "plan-weekly-digest": {
+        "task": "newsletter.plan_weekly_digest",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
     "recover-stale-deliveries": {
         "task": "newsletter.recover_stale_deliveries",
         "schedule": 60.0,

@@ -654,6 +654,42 @@ def campaigns_send_digest_now(
         _watch(campaign_id)
 
 
+@campaigns_app.command("plan-digest")
+def campaigns_plan_digest(
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Plan as if it were this time (ISO 8601 with offset), to try the schedule."
+        ),
+    ] = None,
+) -> None:
+    """Queue this week's digest for every subscriber whose local send time has come."""
+    from datetime import datetime
+
+    from newsletter.campaigns.weekly import plan_weekly_digest
+    from newsletter.config import get_settings
+    from newsletter.db import utcnow
+
+    now = utcnow()
+    if at is not None:
+        try:
+            now = datetime.fromisoformat(at)
+        except ValueError as e:
+            raise _fail(f"--at must be ISO 8601, like 2026-12-01T08:00:00+01:00: {e}") from e
+        if now.tzinfo is None:
+            raise _fail("--at needs a UTC offset, like 2026-12-01T08:00:00+01:00")
+    settings = get_settings()
+    with _session() as session:
+        plans = plan_weekly_digest(session, now=now, settings=settings)
+    if not plans:
+        typer.echo("Nobody's send time has come yet this week.")
+    for plan in plans:
+        typer.echo(
+            f"Campaign {plan.campaign_id}: {plan.queued} queued, {plan.skipped_late} skipped as "
+            f"late; due now: {', '.join(plan.due_zones) or 'no zone'}"
+        )
+
+
 @campaigns_app.command("list")
 def campaigns_list() -> None:
     """The latest campaigns with their status and counts."""

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     dkim_selector: str = "newsletter"
     dkim_domain: str | None = None
 
+    # The weekly digest goes out on this ISO weekday (1 = Monday) at this hour of
+    # each subscriber's own time zone; later than `digest_lateness_hours` it is skipped.
+    digest_weekday: int = Field(default=2, ge=1, le=7)
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    digest_lateness_hours: int = Field(default=6, ge=1, le=72)
+
     # The campaign engine: batch sizes, and limits shared by every worker via Redis.
     campaign_batch_size: int = 200
     smtp_rate_per_second: float = 0  # 0: as fast as the relay takes them

@@ -147,3 +147,25 @@ def recover_stale_deliveries() -> int:
     if recovered:
         log.warning("requeued %d stale deliveries", recovered)
     return recovered
+
+
+@celery_app.task(name="newsletter.plan_weekly_digest")
+def plan_weekly_digest() -> list[dict[str, object]]:
+    """Queue the weekly digest for subscribers whose local send time has come (beat)."""
+    from newsletter.campaigns.weekly import plan_weekly_digest as plan
+    from newsletter.db import utcnow
+
+    settings = get_settings()
+    with unit_of_work() as session:
+        plans = plan(
+            session, now=utcnow(), settings=settings, batch_size=settings.campaign_batch_size
+        )
+    for week in plans:
+        log.info(
+            "weekly digest campaign %s: %d queued, %d skipped as late (zones due: %s)",
+            week.campaign_id,
+            week.queued,
+            week.skipped_late,
+            ", ".join(week.due_zones) or "none",
+        )
+    return [{"campaign": p.campaign_id, "queued": p.queued, "late": p.skipped_late} for p in plans]

@@ -34,6 +34,9 @@ class DeliveryStatus(StrEnum):
     BOUNCED = "bounced"
     SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
+    # A scheduled digest whose local send time had passed by more than the
+    # allowed lateness when it was planned (the beat was down): counted, not sent.
+    SKIPPED_LATE = "skipped_late"
 
 
 class Campaign(Base):
@@ -51,6 +54,9 @@ class Campaign(Base):
     # Who receives it, as plain JSON the runner compiles to SQL (topic slugs for now).
     audience: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "digest:2026-W48" for the scheduled weekly digest: one campaign per period,
+    # however many planners race to create it.
+    schedule_key: Mapped[str | None] = mapped_column(String(32), unique=True)
     # Keyset cursor of the audience walk: the last subscriber id whose Delivery row
     # is committed. It moves when a chunk is planned, never when it is fetched.
     cursor: Mapped[int] = mapped_column(default=0)
