@@ -36,6 +36,7 @@ from newsletter.campaigns.models import (
     Delivery,
     DeliveryStatus,
 )
+from newsletter.campaigns.segments import SegmentIn, segment_filter
 from newsletter.config import Settings
 from newsletter.db import UTCDateTime, dialect_insert, in_ids, rowcount, utcnow
 from newsletter.delivery.mime import OutgoingMessage
@@ -110,16 +111,19 @@ def create_broadcast_campaign(
     subject: str,
     body_markdown: str,
     topic_slugs: Sequence[str] = (),
+    segment: SegmentIn | None = None,
     name: str | None = None,
 ) -> Campaign:
-    """A draft broadcast to the followers of `topic_slugs` (everyone when empty)."""
+    """A draft broadcast to a segment, or to the followers of `topic_slugs` (or everyone)."""
+    segment = segment or SegmentIn(topics_any=list(topic_slugs))
+    segment_filter(session, segment)  # refuses unknown topics before anything is written
     campaign = Campaign(
         kind=CampaignKind.BROADCAST,
         name=name or subject,
         status=CampaignStatus.DRAFT,
         subject=subject,
         body_markdown=body_markdown,
-        audience={"topics": list(topic_slugs)},
+        audience=segment.model_dump(mode="json"),
         created_at=utcnow(),
     )
     session.add(campaign)
@@ -246,7 +250,7 @@ def plan_campaign(
                 return planned
             ids = session.scalars(
                 select(Subscriber.id)
-                .where(Subscriber.id > campaign.cursor, audience_filter(campaign))
+                .where(Subscriber.id > campaign.cursor, audience_filter(session, campaign))
                 .order_by(Subscriber.id)
                 .limit(config.plan_chunk)
             ).all()
@@ -270,7 +274,7 @@ def plan_campaign(
             ).where(
                 Subscriber.id > campaign.cursor,
                 Subscriber.id <= ids[-1],
-                audience_filter(campaign),
+                audience_filter(session, campaign),
             )
             delivery_ids = session.scalars(
                 dialect_insert(session, Delivery)

@@ -328,3 +328,31 @@ def test_a_large_audience_is_planned_in_runs_that_queue_their_continuation(
     session.refresh(campaign)
     assert second == 1 and campaign.planned
     assert len(_statuses(session, campaign)) == 3
+
+
+def test_broadcast_to_a_segment_compiled_to_sql(
+    session: Session, settings: Settings, signer: TokenSigner, readers: list[Subscriber]
+) -> None:
+    from newsletter.campaigns.segments import SegmentIn
+
+    campaign = runner.create_broadcast_campaign(
+        session,
+        subject="Spine and headache news together",
+        body_markdown="Both topics this time.",
+        segment=SegmentIn(topics_all=["spine-mri", "headaches"]),
+    )
+    campaign.status = CampaignStatus.RUNNING
+    ids = _plan(session, campaign)
+    sender = RecordingSender()
+    _send(session, campaign, ids, sender, settings, signer)
+    assert sender.sent == [readers[2].email]
+
+
+def test_a_broadcast_to_unknown_topics_is_refused(session: Session) -> None:
+    from newsletter.content.service import UnknownTopicsError
+
+    with pytest.raises(UnknownTopicsError, match="astrology"):
+        runner.create_broadcast_campaign(
+            session, subject="x", body_markdown="y", topic_slugs=["astrology"]
+        )
+    assert session.scalar(select(Campaign)) is None
