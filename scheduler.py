@@ -5,6 +5,11 @@ from celery.schedules import crontab
 from worker import app
 
 app.conf.beat_schedule = {
+    "start-due-campaigns": {
+        "task": "newsletter.start_due_campaigns",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Every five minutes: each time zone's digest goes out within five minutes of
     # its local send time, and a second beat (or a restart) changes nothing.
     "plan-weekly-digest": {

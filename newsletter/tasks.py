@@ -169,3 +169,16 @@ def plan_weekly_digest() -> list[dict[str, object]]:
             ", ".join(week.due_zones) or "none",
         )
     return [{"campaign": p.campaign_id, "queued": p.queued, "late": p.skipped_late} for p in plans]
+
+
+@celery_app.task(name="newsletter.start_due_campaigns")
+def start_due_campaigns() -> list[int]:
+    """Start every scheduled campaign whose send time has come (beat, every minute)."""
+    from newsletter.campaigns.schedule import start_due_campaigns as start_due
+    from newsletter.db import utcnow
+
+    with unit_of_work() as session:
+        started = start_due(session, utcnow())
+    if started:
+        log.info("started scheduled campaigns %s", started)
+    return started

@@ -123,7 +123,7 @@ def create_broadcast_campaign(
         status=CampaignStatus.DRAFT,
         subject=subject,
         body_markdown=body_markdown,
-        audience=segment.model_dump(mode="json"),
+        audience=segment.model_dump(mode="json", exclude_defaults=True),
         created_at=utcnow(),
     )
     session.add(campaign)

@@ -120,7 +120,7 @@ def _insert_rows(
         literal(0),
         literal(utcnow(), UTCDateTime()),
         literal(""),
-    ).where(Subscriber.timezone.in_(list(zones)), audience_filter(campaign))
+    ).where(Subscriber.timezone.in_(list(zones)), audience_filter(session, campaign))
     return list(
         session.scalars(
             dialect_insert(session, Delivery)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import get_session_factory
-from newsletter.web import api, dev_inbox, previews, public, staff_api
+from newsletter.web import api, campaigns_api, dev_inbox, previews, public, staff_api
 from newsletter.web.deps import PageError
 from newsletter.web.limits import BodySizeLimit
 
@@ -54,6 +54,8 @@ def create_app(
     app.include_router(public.router)
     app.include_router(api.router)
     app.include_router(staff_api.router)
+    app.include_router(campaigns_api.router)
+    app.include_router(campaigns_api.segments_router)
     app.include_router(previews.staff_router)
     if settings.dev_inbox_enabled:
         app.include_router(dev_inbox.router)

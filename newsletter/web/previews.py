@@ -23,7 +23,7 @@ dev_router = APIRouter(prefix="/dev", include_in_schema=False)
 Email = Annotated[str, Query(max_length=254, description="The subscriber's address")]
 
 
-def _part(message: OutgoingMessage, subtype: str) -> str:
+def message_part(message: OutgoingMessage, subtype: str) -> str:
     parsed = message_from_bytes(message.data, policy=default_policy)
     assert isinstance(parsed, EmailMessage)
     part = parsed.get_body(preferencelist=(subtype,))
@@ -52,9 +52,9 @@ def get_digest_preview(
     except DomainError as e:
         return JSONResponse({"detail": str(e)}, status_code=404)
     if part == "html":
-        return HTMLResponse(_part(message, "html"))
+        return HTMLResponse(message_part(message, "html"))
     if part == "text":
-        return PlainTextResponse(_part(message, "plain"))
+        return PlainTextResponse(message_part(message, "plain"))
     return Response(message.data, media_type="message/rfc822")
 
 
@@ -71,7 +71,7 @@ def dev_digest_preview(
     if email:
         try:
             message = preview_digest(session, email, now=utcnow(), settings=settings, signer=signer)
-            context.update(html=_part(message, "html"), text=_part(message, "plain"))
+            context.update(html=message_part(message, "html"), text=message_part(message, "plain"))
         except DomainError as e:
             context["error"] = str(e)
     return render_page(
