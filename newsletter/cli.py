@@ -577,11 +577,12 @@ def _progress_line(progress: Any, now: Any) -> str:
         f"waiting, {counts.get('bounced', 0)} bounced, {counts.get('failed', 0)} failed, "
         f"{counts.get('suppressed', 0)} suppressed"
     )
+    waiting = counts.get("queued", 0) + counts.get("sending", 0)
     rate = progress.rate_per_second(now)
     eta = progress.eta_seconds(now)
-    if rate:
+    if rate and waiting:
         line += f" | {rate:,.0f} msg/s"
-    if eta is not None and progress.status == "running":
+    if eta is not None and waiting and progress.status == "running":
         line += f", about {eta:,.0f} s left"
     return line
 
@@ -654,6 +655,41 @@ def campaigns_send_digest_now(
         _watch(campaign_id)
 
 
+def _parse_when(value: str) -> Any:
+    """An aware datetime from ISO 8601 text, or a clear CLI error."""
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise _fail(f"expected ISO 8601, like 2026-12-01T08:00:00+01:00: {e}") from e
+    if when.tzinfo is None:
+        raise _fail("the time needs a UTC offset, like 2026-12-01T08:00:00+01:00")
+    return when
+
+
+@campaigns_app.command("schedule")
+def campaigns_schedule(
+    campaign_id: int,
+    at: Annotated[
+        str | None, typer.Option(help="Send then (ISO 8601 with offset); now when omitted.")
+    ] = None,
+) -> None:
+    """Schedule a draft campaign for later, or start it now."""
+    from newsletter.campaigns.schedule import schedule_campaign
+    from newsletter.db import utcnow
+    from newsletter.errors import DomainError
+
+    send_at = _parse_when(at) if at is not None else None
+    try:
+        with _session() as session:
+            status = schedule_campaign(session, campaign_id, send_at=send_at, now=utcnow())
+    except DomainError as e:
+        raise _fail(str(e)) from e
+    when = f" for {send_at.isoformat()}" if status == "scheduled" and send_at else ""
+    typer.echo(f"Campaign {campaign_id} {status}{when}.")
+
+
 @campaigns_app.command("plan-digest")
 def campaigns_plan_digest(
     at: Annotated[
@@ -664,20 +700,11 @@ def campaigns_plan_digest(
     ] = None,
 ) -> None:
     """Queue this week's digest for every subscriber whose local send time has come."""
-    from datetime import datetime
-
     from newsletter.campaigns.weekly import plan_weekly_digest
     from newsletter.config import get_settings
     from newsletter.db import utcnow
 
-    now = utcnow()
-    if at is not None:
-        try:
-            now = datetime.fromisoformat(at)
-        except ValueError as e:
-            raise _fail(f"--at must be ISO 8601, like 2026-12-01T08:00:00+01:00: {e}") from e
-        if now.tzinfo is None:
-            raise _fail("--at needs a UTC offset, like 2026-12-01T08:00:00+01:00")
+    now = _parse_when(at) if at is not None else utcnow()
     settings = get_settings()
     with _session() as session:
         plans = plan_weekly_digest(session, now=now, settings=settings)

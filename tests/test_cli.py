@@ -111,3 +111,17 @@ def test_data_dir_works_before_or_after_the_subcommand(tmp_path: Path) -> None:
         "--preconfirmed")  # fmt: skip
     assert "kai@example.org" in run("subscribers", "list", "--data-dir", data).stdout
     assert (tmp_path / "elsewhere" / "newsletter.db").exists()
+
+
+def test_campaign_commands_explain_what_they_refuse(cli: Cli) -> None:
+    missing = cli("campaigns", "schedule", "999", ok=False)
+    assert missing.returncode == 1 and "no campaign 999" in missing.stderr
+    naive = cli("campaigns", "plan-digest", "--at", "2026-12-01T08:00:00", ok=False)
+    assert naive.returncode == 1 and "UTC offset" in naive.stderr
+    early = cli("campaigns", "plan-digest", "--at", "2026-11-30T00:00:00+00:00")
+    assert "Nobody's send time has come yet" in early.stdout
+    cli("subscribers", "add", "kenji@example.org", "-t", "spine-mri",
+        "--timezone", "Asia/Tokyo", "--preconfirmed")  # fmt: skip
+    due = cli("campaigns", "plan-digest", "--at", "2026-12-01T08:00:00+09:00")
+    assert "Campaign 1: 0 queued" in due.stdout  # due in Tokyo, but nothing new to send
+    assert "Weekly digest 2026-W49" in cli("campaigns", "list").stdout
