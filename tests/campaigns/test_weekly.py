@@ -64,14 +64,30 @@ def test_local_send_times_follow_each_zone_and_daylight_saving(weekly: Settings)
     assert before.astimezone(UTC).hour == 12 and after.astimezone(UTC).hour == 13
 
 
+@pytest.mark.parametrize(
+    ("monday", "due_hours"),
+    [
+        (MONDAY, ZONES),
+        # Paris left summer time on 2026-10-25, New York only on 2026-11-01.
+        (
+            datetime(2026, 10, 26, tzinfo=UTC),
+            {"Asia/Tokyo": 23, "Europe/Paris": 31, "America/New_York": 36},
+        ),
+    ],
+    ids=["november", "between-the-two-dst-changes"],
+)
 def test_across_a_week_each_subscriber_is_planned_once_at_their_local_time(
-    session: Session, weekly: Settings, queued: QueuedTasks
+    session: Session,
+    weekly: Settings,
+    queued: QueuedTasks,
+    monday: datetime,
+    due_hours: dict[str, int],
 ) -> None:
-    _, end = week_period(MONDAY.date(), settings=weekly)
+    _, end = week_period(monday.date(), settings=weekly)
     readers = _readers(session, published=end - timedelta(days=2))
     planned_at: dict[int, datetime] = {}
-    now = MONDAY - timedelta(days=1)
-    while now < MONDAY + timedelta(days=7):
+    now = monday - timedelta(days=1)
+    while now < monday + timedelta(days=7):
         plan_weekly_digest(session, now=now, settings=weekly)
         session.commit()  # the test's savepoint: publishes the queued batches
         for subscriber_id in _planned(session):
@@ -80,7 +96,7 @@ def test_across_a_week_each_subscriber_is_planned_once_at_their_local_time(
 
     assert set(planned_at) == set(readers.values())  # not the paused one, not the idle one
     for zone, subscriber_id in readers.items():
-        due = MONDAY + timedelta(hours=ZONES[zone])
+        due = monday + timedelta(hours=due_hours[zone])
         assert due <= planned_at[subscriber_id] < due + timedelta(minutes=30), zone
     assert set(_planned(session).values()) == {"queued"}
     campaigns = session.scalars(select(Campaign)).all()
