@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -213,3 +215,34 @@ class QueuedTasks:
             body = json.loads(base64.b64decode(envelope["body"]))
             found.append((envelope["headers"]["task"], body[0]))
         return found
+
+
+class Cli:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter.cli", *args],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if ok:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+
+@pytest.fixture
+def cli(backend: str, tmp_path: Path) -> Iterator[Cli]:
+    name = f"newsletter_cli_{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, NEWSLETTER_DATA_DIR=str(tmp_path / "data"))
+    if backend == "postgresql":
+        env["DATABASE_URL"] = create_database(backend, name)
+    run = Cli(env)
+    run("db", "upgrade")
+    yield run
+    drop_database(backend, name)

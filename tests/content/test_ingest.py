@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -26,8 +24,7 @@ from newsletter.content.ingest import (
 )
 from newsletter.content.models import Article, Feed
 from newsletter.content.service import UnknownTopicsError
-from tests.conftest import create_database, drop_database, free_port
-from tests.test_cli import Cli
+from tests.conftest import Cli, free_port
 
 FEEDS = Path(__file__).parent / "feeds"
 SITE = "https://www.example-painclinic.org"
@@ -421,18 +418,6 @@ def test_the_ingest_feeds_task_runs_every_feed_and_is_scheduled(
     entry = scheduler.app.conf.beat_schedule["ingest-feeds"]
     assert entry["task"] == tasks.ingest_feeds.name == "newsletter.ingest_feeds"
     assert entry["schedule"].minute == {0, 30}
-
-
-@pytest.fixture
-def cli(backend: str, tmp_path: Path) -> Iterator[Cli]:
-    name = f"newsletter_cli_{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, NEWSLETTER_DATA_DIR=str(tmp_path / "data"))
-    if backend == "postgresql":
-        env["DATABASE_URL"] = create_database(backend, name)
-    run = Cli(env)
-    run("db", "upgrade")
-    yield run
-    drop_database(backend, name)
 
 
 def test_cli_ingests_a_feed_and_explains_failures(cli: Cli, server: FeedServer) -> None:

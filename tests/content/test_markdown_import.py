@@ -22,8 +22,7 @@ from newsletter.content.ingest import (
 from newsletter.content.models import Article
 from newsletter.content.service import ContentError
 from newsletter.embedded import PROJECT_ROOT
-from tests.conftest import create_database, drop_database
-from tests.test_cli import Cli
+from tests.conftest import Cli, create_database, drop_database
 
 SAMPLE = PROJECT_ROOT / "content" / "sample"
 SEEDED_TOPICS = {"spine-mri", "sciatica-back-pain", "headaches", "neck-pain", "pain-treatments"}

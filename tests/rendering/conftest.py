@@ -18,12 +18,11 @@ from email.policy import default as default_policy
 import pytest
 from sqlalchemy.orm import Session
 
+from newsletter.campaigns.broadcast import BroadcastEdition
 from newsletter.campaigns.digest import last_week, load_edition, recipient_of
 from newsletter.config import Settings, get_settings
 from newsletter.content.models import Article
 from newsletter.db import make_engine, utcnow
-from newsletter.delivery.mime import prepare_message
-from newsletter.rendering.campaigns import render_broadcast
 from newsletter.rendering.personal import personal_values
 from newsletter.subscribers.emails import LifecycleEmail, build_lifecycle_email
 from newsletter.subscribers.models import SubscriberStatus
@@ -163,26 +162,17 @@ def _build_samples(session: Session, settings: Settings) -> dict[str, SampleEmai
     assert digest is not None, "the sample reader's digest is empty"
     raw["digest"] = digest.data
 
-    rendered = render_broadcast(BROADCAST_SUBJECT, BROADCAST_MARKDOWN, settings=settings)
-    template = prepare_message(
-        from_name=settings.from_name,
-        from_address=settings.from_address,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        domain=settings.sending_domain,
-        extra_headers={
-            "List-Id": f"{settings.publisher_name} announcements "
-            f"<announcements.{settings.sending_domain}>",
-            "Feedback-ID": "broadcast-webinar:broadcast:newsletter",
-        },
-    )
+    broadcast = BroadcastEdition(
+        subject=BROADCAST_SUBJECT,
+        body_markdown=BROADCAST_MARKDOWN,
+        settings=settings,
+        campaign_id="broadcast-webinar",
+    ).message_for(recipient_of(reader), signer=signer)
+    assert broadcast is not None
+    raw["broadcast"] = broadcast.data
     values = personal_values(
         reader.id, reader.name, base_url=settings.effective_base_url, signer=signer
     )
-    raw["broadcast"] = template.render(
-        to_address=reader.email, fields=values, list_unsubscribe=[values["unsubscribe_url"]]
-    ).data
 
     # Every email but the confirmation goes to a reader on the list: the same links.
     return {
