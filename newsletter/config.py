@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     from_address: str = "newsletter@example.org"
     default_timezone: str = "America/New_York"
 
+    # An address for mail-based unsubscribes, added to List-Unsubscribe beside the
+    # one-click URL. Set it only if something reads that mailbox and unsubscribes.
+    unsubscribe_mailto: str | None = None
+
     # DKIM signing is on when a private key is configured; the domain defaults
     # to the From address's domain.
     dkim_private_key_path: Path | None = None
@@ -64,6 +68,8 @@ class Settings(BaseSettings):
 
     # The campaign engine: batch sizes, and limits shared by every worker via Redis.
     campaign_batch_size: int = 200
+    # A 4xx or dropped connection is retried after about this long, doubling per try.
+    campaign_retry_base_seconds: float = 30.0
     smtp_rate_per_second: float = 0  # 0: as fast as the relay takes them
     smtp_max_connections: int = 8
     stale_sending_seconds: int = 600

@@ -85,7 +85,10 @@ def ingest_feeds() -> dict[str, str]:
 
 def runner_config(settings: Settings) -> runner.RunnerConfig:
     """The campaign engine's knobs, from settings."""
-    return runner.RunnerConfig(batch_size=settings.campaign_batch_size)
+    return runner.RunnerConfig(
+        batch_size=settings.campaign_batch_size,
+        retry_base_seconds=settings.campaign_retry_base_seconds,
+    )
 
 
 @celery_app.task(name=runner.PLAN_CAMPAIGN)

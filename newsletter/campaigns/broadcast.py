@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from newsletter.config import Settings
 from newsletter.delivery.mime import MessageTemplate, OutgoingMessage
 from newsletter.rendering.campaigns import campaign_template, render_broadcast
-from newsletter.rendering.personal import Recipient, personal_values
+from newsletter.rendering.personal import Recipient, list_unsubscribe, personal_values
 from newsletter.subscribers.tokens import TokenSigner
 
 
@@ -37,5 +37,9 @@ class BroadcastEdition:
             subscriber.id, subscriber.name, base_url=self.settings.effective_base_url, signer=signer
         )
         return self.template().render(
-            to_address=subscriber.email, fields=values, list_unsubscribe=[values["unsubscribe_url"]]
+            to_address=subscriber.email,
+            fields=values,
+            list_unsubscribe=list_unsubscribe(
+                values["unsubscribe_url"], mailto=self.settings.unsubscribe_mailto
+            ),
         )

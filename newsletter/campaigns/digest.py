@@ -21,7 +21,7 @@ from newsletter.delivery.mime import MessageTemplate, OutgoingMessage
 from newsletter.errors import DomainError
 from newsletter.rendering.cache import RenderCache
 from newsletter.rendering.campaigns import DigestSection, campaign_template, render_digest
-from newsletter.rendering.personal import Recipient, personal_values
+from newsletter.rendering.personal import Recipient, list_unsubscribe, personal_values
 from newsletter.subscribers.models import Subscriber
 from newsletter.subscribers.service import get_subscriber_by_email
 from newsletter.subscribers.tokens import TokenSigner
@@ -105,7 +105,9 @@ class DigestEdition:
         return self.template_for(key).render(
             to_address=subscriber.email,
             fields=values,
-            list_unsubscribe=[values["unsubscribe_url"]],
+            list_unsubscribe=list_unsubscribe(
+                values["unsubscribe_url"], mailto=self.settings.unsubscribe_mailto
+            ),
         )
 
 

@@ -39,3 +39,11 @@ def personal_values(
         "preferences_url": f"{base_url}/p/{token}",
         "unsubscribe_url": f"{base_url}/u/{token}",
     }
+
+
+def list_unsubscribe(unsubscribe_url: str, *, mailto: str | None) -> list[str]:
+    """The List-Unsubscribe URLs: the one-click https URL, then the optional mailto."""
+    urls = [unsubscribe_url]
+    if mailto:
+        urls.append(f"mailto:{mailto}?subject=unsubscribe")
+    return urls

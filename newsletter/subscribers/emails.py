@@ -12,6 +12,7 @@ from newsletter.config import Settings
 from newsletter.delivery.mime import OutgoingMessage, build_message
 from newsletter.delivery.sender import Sender
 from newsletter.rendering.emails import layout_context, render_email
+from newsletter.rendering.personal import list_unsubscribe
 from newsletter.subscribers.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.tokens import TokenSigner, signer_for
 
@@ -55,7 +56,7 @@ def build_lifecycle_email(
         "name": subscriber.name,
         "topics": subscriber.topics,
     }
-    list_unsubscribe: list[str] = []
+    urls: list[str] = []
     if kind is LifecycleEmail.CONFIRM:
         token = signer.confirm_token(subscriber.id, subscriber.confirmation_nonce)
         context["confirm_url"] = f"{base_url}/confirm/{token}"
@@ -64,7 +65,7 @@ def build_lifecycle_email(
         links = SubscriberLinks.for_subscriber(subscriber.id, base_url=base_url, signer=signer)
         context["preferences_url"] = links.preferences_url
         context["unsubscribe_url"] = links.unsubscribe_url
-        list_unsubscribe.append(links.unsubscribe_url)
+        urls = list_unsubscribe(links.unsubscribe_url, mailto=settings.unsubscribe_mailto)
     rendered = render_email(kind.value, context)
     return build_message(
         from_name=settings.from_name,
@@ -74,7 +75,7 @@ def build_lifecycle_email(
         text=rendered.text,
         html=rendered.html,
         domain=settings.sending_domain,
-        list_unsubscribe=list_unsubscribe,
+        list_unsubscribe=urls,
     )
 
 

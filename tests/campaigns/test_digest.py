@@ -165,3 +165,24 @@ def test_a_variant_rendered_by_one_process_is_reused_by_the_next(
     assert render.call_count == 1
     assert one is not None and two is not None
     assert _parts(_parse(one.data))[1] == _parts(_parse(two.data))[1]
+
+
+def test_an_optional_mailto_follows_the_one_click_url(
+    session: Session, settings: Settings, signer: TokenSigner
+) -> None:
+    make_article(session, topics=["spine-mri"])
+    reader = make_subscriber(session, topics=("spine-mri",))
+    with_mailto = settings.model_copy(update={"unsubscribe_mailto": "leave@example.org"})
+    start, end = last_week(utcnow())
+    edition = load_edition(session, start=start, end=end, settings=with_mailto)
+    message = edition.message_for(recipient_of(reader), signer=signer)
+    assert message is not None
+    header = _parse(message.data)["List-Unsubscribe"]
+    assert re.fullmatch(
+        r"<https://news\.example\.org/u/[^>]+>,\s*<mailto:leave@example\.org\?subject=unsubscribe>",
+        header,
+    )
+    raw_header = message.data.split(b"List-Unsubscribe:", 1)[1].split(b"\r\nList-Unsubscribe-Post")[
+        0
+    ]
+    assert b"=?" not in raw_header and all(len(line) <= 998 for line in raw_header.split(b"\r\n"))

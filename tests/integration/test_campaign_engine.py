@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,15 +58,46 @@ class SlowInbox(InboxHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+class FaultyInbox(SlowInbox):
+    """A relay with moods, by address: bounce* gets 550 at RCPT, busy* a 451 the
+    first time, and drop* has its connection cut at DATA the first time."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder, delay=0.002)
+        self.refused: Counter[str] = Counter()
+
+    async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("bounce"):
+            self.refused[address] += 1
+            return "550 5.1.1 No such user here"
+        if address.startswith("busy") and not self.refused[address]:
+            self.refused[address] += 1
+            return "451 4.7.1 Greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        address = envelope.rcpt_tos[0]
+        if address.startswith("drop") and not self.refused[address]:
+            self.refused[address] += 1
+            server.transport.close()
+            return "421 4.4.2 Connection dropped"
+        return await super().handle_DATA(server, session, envelope)
+
+
 class Engine_:  # noqa: N801  (a bag of the test's moving parts)
-    def __init__(self, backend: str, folder: Path) -> None:
+    def __init__(self, backend: str, folder: Path, *, faulty: bool = False) -> None:
         self.name = f"newsletter_engine_{uuid.uuid4().hex[:8]}"
         self.backend = backend
         self.url = create_database(backend, self.name)
         self.engine: Engine = make_engine(self.url)
         migrate(self.engine)
         self.factory = sessionmaker(self.engine, expire_on_commit=False)
-        self.inbox = SlowInbox(folder / "inbox", delay=0.01)
+        self.inbox: SlowInbox = (
+            FaultyInbox(folder / "inbox") if faulty else SlowInbox(folder / "inbox", delay=0.01)
+        )
         self.smtp_port = free_port()
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
         self.controller.start()
@@ -76,6 +107,7 @@ class Engine_:  # noqa: N801  (a bag of the test's moving parts)
             DATABASE_URL=self.url,
             SMTP_URL=f"smtp://127.0.0.1:{self.smtp_port}",
             NEWSLETTER_CAMPAIGN_BATCH_SIZE="40",
+            NEWSLETTER_CAMPAIGN_RETRY_BASE_SECONDS="0.5",
         )
         self.log = folder / "worker.log"
         self.workers: list[subprocess.Popen[bytes]] = []
@@ -155,8 +187,18 @@ def engine(backend: str, tmp_path: Path) -> Iterator[Engine_]:
         parts.close()
 
 
-def _audience(parts: Engine_, size: int = AUDIENCE) -> list[str]:
+@pytest.fixture
+def faulty_engine(backend: str, tmp_path: Path) -> Iterator[Engine_]:
+    parts = Engine_(backend, tmp_path, faulty=True)
+    try:
+        yield parts
+    finally:
+        parts.close()
+
+
+def _audience(parts: Engine_, size: int = AUDIENCE, *, extra: Sequence[str] = ()) -> list[str]:
     emails = [f"reader{i:04d}-{uuid.uuid4().hex[:4]}@example.org" for i in range(size)]
+    emails += list(extra)
     with parts.session() as session:
         make_article(session, topics=["spine-mri"])
         for email in emails:
@@ -307,3 +349,33 @@ def test_the_same_batch_run_twice_at_once_sends_each_message_once(engine: Engine
     for thread in threads:
         thread.join(60)
     assert Counter(handed) == Counter(emails)
+
+
+def test_a_relay_that_bounces_greylists_and_drops_gets_each_message_right(
+    faulty_engine: Engine_,
+) -> None:
+    troubled = ["bounce@example.org", "busy@example.org", "drop@example.org"]
+    emails = _audience(faulty_engine, size=30, extra=troubled)
+    faulty_engine.start_worker()
+    campaign_id = _start_digest(faulty_engine)
+    faulty_engine.wait_until(
+        lambda s: faulty_engine.campaign_status(s, campaign_id) == CampaignStatus.DONE,
+        "the campaign",
+    )
+    received = Counter(to for to, _ in faulty_engine.received())
+    assert received == Counter(e for e in emails if not e.startswith("bounce"))
+    with faulty_engine.session() as session:
+        statuses = dict(
+            session.execute(
+                select(Subscriber.email, Delivery.status).join(
+                    Delivery, Delivery.subscriber_id == Subscriber.id
+                )
+            ).all()
+        )
+        assert statuses["bounce@example.org"] == DeliveryStatus.BOUNCED
+        assert statuses["busy@example.org"] == statuses["drop@example.org"] == DeliveryStatus.SENT
+        assert subscribers.suppression_reason(session, "bounce@example.org") is not None
+    assert isinstance(faulty_engine.inbox, FaultyInbox)
+    assert faulty_engine.inbox.refused == Counter(
+        {"bounce@example.org": 1, "busy@example.org": 1, "drop@example.org": 1}
+    )
