@@ -720,17 +720,15 @@ def campaigns_plan_digest(
 @campaigns_app.command("list")
 def campaigns_list() -> None:
     """The latest campaigns with their status and counts."""
-    from newsletter.campaigns.runner import campaign_progress, iter_campaigns
+    from newsletter.campaigns.runner import campaigns_progress, iter_campaigns
     from newsletter.db import utcnow
 
     with _session() as session:
-        for campaign in iter_campaigns(session):
-            typer.echo(
-                f"{campaign.id:>5}  {campaign.kind:<9}  {campaign.name[:48]:<48}  "
-                + _progress_line(campaign_progress(session, campaign.id), utcnow()).split(": ", 1)[
-                    1
-                ]
-            )
+        campaigns = list(iter_campaigns(session))
+        progress = campaigns_progress(session, campaigns)
+        for campaign in campaigns:
+            line = _progress_line(progress[campaign.id], utcnow()).split(": ", 1)[1]
+            typer.echo(f"{campaign.id:>5}  {campaign.kind:<9}  {campaign.name[:48]:<48}  {line}")
 
 
 @campaigns_app.command("show")

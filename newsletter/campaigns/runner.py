@@ -703,26 +703,36 @@ class Progress:
         return left / rate if rate > 0 else None
 
 
+def campaigns_progress(session: Session, campaigns: Sequence[Campaign]) -> dict[int, Progress]:
+    """Counts by delivery status for several campaigns, in one grouped ledger query."""
+    counts: dict[int, dict[str, int]] = {campaign.id: {} for campaign in campaigns}
+    if campaigns:
+        rows = session.execute(
+            select(Delivery.campaign_id, Delivery.status, func.count())
+            .where(in_ids(session, Delivery.campaign_id, list(counts)))
+            .group_by(Delivery.campaign_id, Delivery.status)
+        )
+        for campaign_id, status, count in rows:
+            counts[campaign_id][str(status)] = int(count)
+    return {
+        campaign.id: Progress(
+            campaign_id=campaign.id,
+            status=str(campaign.status),
+            counts=counts[campaign.id],
+            planned=campaign.planned,
+            started_at=campaign.started_at,
+            finished_at=campaign.finished_at,
+        )
+        for campaign in campaigns
+    }
+
+
 def campaign_progress(session: Session, campaign_id: int) -> Progress:
     """Counts by delivery status, read from the ledger."""
     campaign = session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignError(f"no campaign {campaign_id}")
-    counts = dict(
-        session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.campaign_id == campaign_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
-    return Progress(
-        campaign_id=campaign_id,
-        status=str(campaign.status),
-        counts={str(status): int(count) for status, count in counts.items()},
-        planned=campaign.planned,
-        started_at=campaign.started_at,
-        finished_at=campaign.finished_at,
-    )
+    return campaigns_progress(session, [campaign])[campaign_id]
 
 
 def iter_campaigns(session: Session, *, limit: int = 50) -> Iterator[Campaign]:

@@ -6,13 +6,13 @@ and the request's unit of work is rolled back, so a refused request writes nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.campaigns.broadcast import BroadcastEdition
@@ -21,12 +21,12 @@ from newsletter.campaigns.models import (
     Campaign,
     CampaignKind,
     CampaignStatus,
-    Delivery,
     DeliveryStatus,
 )
 from newsletter.campaigns.runner import (
     CampaignError,
     Progress,
+    campaigns_progress,
     cancel_campaign,
     create_broadcast_campaign,
     edition_for,
@@ -43,7 +43,7 @@ from newsletter.campaigns.schemas import (
 )
 from newsletter.campaigns.segments import SegmentIn, preview_segment
 from newsletter.content.service import UnknownTopicsError
-from newsletter.db import in_ids, utcnow
+from newsletter.db import utcnow
 from newsletter.delivery.sender import DeliveryError, make_sender
 from newsletter.rendering.personal import Recipient
 from newsletter.subscribers.service import get_subscriber_by_email
@@ -85,30 +85,6 @@ def _refused(status_code: int, detail: str, session: Session) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status_code)
 
 
-def _progress(session: Session, campaigns: Sequence[Campaign]) -> dict[int, Progress]:
-    """Delivery counts by status for `campaigns`, in one grouped query."""
-    counts: dict[int, dict[str, int]] = {c.id: dict.fromkeys(DeliveryStatus, 0) for c in campaigns}
-    if campaigns:
-        rows = session.execute(
-            select(Delivery.campaign_id, Delivery.status, func.count())
-            .where(in_ids(session, Delivery.campaign_id, [c.id for c in campaigns]))
-            .group_by(Delivery.campaign_id, Delivery.status)
-        )
-        for campaign_id, status, count in rows:
-            counts[campaign_id][str(status)] = int(count)
-    return {
-        c.id: Progress(
-            campaign_id=c.id,
-            status=str(c.status),
-            counts={str(k): v for k, v in counts[c.id].items()},
-            planned=c.planned,
-            started_at=c.started_at,
-            finished_at=c.finished_at,
-        )
-        for c in campaigns
-    }
-
-
 def _out(campaign: Campaign, progress: Progress) -> CampaignOut:
     now = utcnow()
     return CampaignOut(
@@ -122,7 +98,7 @@ def _out(campaign: Campaign, progress: Progress) -> CampaignOut:
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
-        counts=progress.counts,
+        counts={str(status): progress.counts.get(status, 0) for status in DeliveryStatus},
         total=progress.total,
         rate_per_second=round(progress.rate_per_second(now), 3),
         eta_seconds=progress.eta_seconds(now),
@@ -134,7 +110,7 @@ def _answer(session: Session, campaign_id: int, status_code: int = 200) -> JSONR
     session.flush()
     campaign = session.get(Campaign, campaign_id, populate_existing=True)
     assert campaign is not None
-    body = _out(campaign, _progress(session, [campaign])[campaign.id])
+    body = _out(campaign, campaigns_progress(session, [campaign])[campaign.id])
     return JSONResponse(body.model_dump(mode="json"), status_code=status_code)
 
 
@@ -173,7 +149,7 @@ def list_campaigns(
 ) -> list[CampaignOut]:
     """The latest campaigns, newest first, each with its progress."""
     campaigns = session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(limit)).all()
-    progress = _progress(session, campaigns)
+    progress = campaigns_progress(session, campaigns)
     return [_out(campaign, progress[campaign.id]) for campaign in campaigns]
 
 
